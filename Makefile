@@ -1,6 +1,7 @@
 # parley: one Makefile. Override any variable on the command line, e.g.
 #   make OPT=-O0            make WERROR=1            make BUILD=/tmp/pb
 # Targets: all (default) run test asan bench fuzz deps clean. Binaries go to $(BUILD)/.
+# V=1 shows full compiler command lines.
 
 OPT     ?= -O2 -g
 WERROR  ?= 0
@@ -24,7 +25,7 @@ endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS  += -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -pthread -Iinclude $(PKG_CFLAGS) -MMD -MP
+CFLAGS  += -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -pthread -Iinclude -Itests/lib $(PKG_CFLAGS) -MMD -MP
 LDFLAGS += $(SANFLAGS) -pthread
 LDLIBS  += $(PKG_LIBS) -lhttp_parser -lm
 
@@ -41,31 +42,43 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(OBJ)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(OBJ)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
 PROGRAMS = $(BUILD)/parleyd $(BUILD)/parley $(BUILD)/parley-bench
 
 .PHONY: all run test asan bench fuzz deps clean check-deps tests
+.SECONDARY:
 all: $(PROGRAMS)
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libparley.a: $(LIB_OBJ)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 $(BUILD)/parleyd: $(OBJ)/src/main.o $(BUILD)/libparley.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/parley: $(CLI_OBJ) $(BUILD)/libparley.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/parley-bench: $(BENCH_OBJ) $(BUILD)/libparley.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(TESTLIB_OBJ) $(BUILD)/libparley.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs $(TESTPKGS) 2>/dev/null)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs $(TESTPKGS) 2>/dev/null)
 
 tests: $(PROGRAMS) $(TEST_BIN)
 

@@ -53,7 +53,7 @@ static const opt_t opts[] = {
      "128MiB"},
     {"ingest", "write_queue_max_bytes", T_SIZE, OFF(write_queue_max_bytes), 0, 4 * KiB, GiB,
      "1MiB"},
-    {"ingest", "max_depth", T_UINT, OFF(max_depth), 0, 4, 1000, "32"},
+    {"ingest", "max_depth", T_UINT, OFF(max_depth), 0, 4, 32, "32"},
     {"ingest", "shared_key", T_STR, STR(shared_key), 0, 0, ""},
     {"ingest", "self_hostname", T_STR, STR(self_hostname), 0, 0, ""},
     {"ingest", "user", T_USER, 0, 0, 0, 0, NULL},

@@ -76,7 +76,8 @@ void pl_date_format(uint32_t day, char out[11]) {
 }
 
 int pl_date_from_unix(int64_t secs, uint32_t *day) {
-  int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+  /* Floor division that cannot overflow, even for INT64_MIN. */
+  int64_t days = secs / 86400 - (secs % 86400 < 0);
   int64_t v = days + EPOCH_OFFSET;
   if (v < 0 || v > (int64_t)PL_DATE_LAST_DAY) return PL_ERANGE;
   *day = (uint32_t)v;

@@ -64,7 +64,7 @@ static inline size_t pl_batch_bytes(const pl_batch_t *b) { return b->arena_len +
 static inline uint32_t pl_batch_items(const pl_batch_t *b) { return b->nrecords + b->nrejects; }
 
 /* Walks the batch's items in the order they were added. Start with *pos = 0; each call
- * returns 1 and fills either *rec/*value (kind 'r') or the reject fields (kind 'x'),
+ * returns 1 and fills either rec and value (kind 'r') or the reject fields (kind 'x'),
  * or returns 0 at the end. Pointers are into the batch: valid until it is reset or freed. */
 typedef struct pl_batch_item {
   char kind; /* 'r' record, 'x' reject */

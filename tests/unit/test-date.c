@@ -64,6 +64,14 @@ static void test_unix(void **state) {
   assert_int_equal(d, 0);
   assert_int_equal(pl_date_from_unix(-2208988801LL, &d), PL_ERANGE);
   assert_int_equal(pl_date_from_unix(INT64_MAX / 2, &d), PL_ERANGE);
+  assert_int_equal(pl_date_from_unix(INT64_MIN, &d), PL_ERANGE);
+  assert_int_equal(pl_date_from_unix(INT64_MAX, &d), PL_ERANGE);
+  assert_int_equal(pl_date_from_unix(-86400, &d), 0);
+  pl_date_format(d, buf);
+  assert_string_equal(buf, "1969-12-31");
+  assert_int_equal(pl_date_from_unix(-86401, &d), 0);
+  pl_date_format(d, buf);
+  assert_string_equal(buf, "1969-12-30");
 }
 
 static void test_iso_week(void **state) {

@@ -1,0 +1,132 @@
+/* Aggregates: the per-(period, institution) and per-(period, pair) counters kept beside the
+ * events, their compact stored form, and the arithmetic queries do over them (merging many
+ * periods, covering a day range with months and days, streaks). Pure: no I/O, no clock;
+ * every date is passed in. */
+#ifndef PARLEY_AGG_H
+#define PARLEY_AGG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Sections of an aggregate: counts by kind, format, topic, counterpart (institution
+ * aggregates) and by the reporting side's country (pair aggregates). */
+enum {
+  PL_AGG_KINDS = 0,
+  PL_AGG_FORMATS,
+  PL_AGG_TOPICS,
+  PL_AGG_COUNTERPARTS,
+  PL_AGG_COUNTRIES,
+  PL_AGG_NSECT
+};
+
+#define PL_AGG_NO_DAY UINT32_MAX
+
+/* One counter: events and participants for a dictionary id (a kind, topic, name...). */
+typedef struct pl_agg_entry {
+  uint32_t id;
+  uint32_t events;
+  uint64_t participants;
+} pl_agg_entry_t;
+
+/* An aggregate being built in memory. Owns its section arrays; pl_agg_free releases them.
+ * Sections may hold repeated ids until pl_agg_normalize() sorts and combines them. */
+typedef struct pl_agg {
+  uint32_t events;
+  uint32_t active_days; /* days with at least one event: 1 for a day aggregate */
+  uint32_t first_day;   /* first and last day with an event, PL_AGG_NO_DAY when none */
+  uint32_t last_day;
+  uint64_t participants;
+  struct {
+    pl_agg_entry_t *v;
+    uint32_t n, cap;
+  } sect[PL_AGG_NSECT];
+} pl_agg_t;
+
+/* A read-only view of a stored aggregate: points into the blob (an LMDB value, valid until
+ * its read transaction ends). Entries of each section are sorted by id, ids unique. */
+typedef struct pl_agg_view {
+  uint32_t events, active_days, first_day, last_day;
+  uint64_t participants;
+  const unsigned char *sect[PL_AGG_NSECT];
+  uint32_t n[PL_AGG_NSECT];
+} pl_agg_view_t;
+
+void pl_agg_init(pl_agg_t *a);
+void pl_agg_free(pl_agg_t *a);
+/* Empties a but keeps its memory for reuse. */
+void pl_agg_clear(pl_agg_t *a);
+
+/* Adds events/participants to id in section sect (appended; combined by normalize).
+ * Returns 0 or PL_ENOMEM. */
+int pl_agg_add(pl_agg_t *a, int sect, uint32_t id, uint32_t events, uint64_t participants);
+
+/* Counts one event on day with the given participants into the header fields. */
+void pl_agg_count(pl_agg_t *a, uint32_t day, uint64_t participants);
+
+/* Adds src (header and sections, except PL_AGG_COUNTERPARTS when skip_cps) into dst.
+ * active_days are summed: the caller decides what a day means. Returns 0 or PL_ENOMEM. */
+int pl_agg_merge(pl_agg_t *dst, const pl_agg_t *src, int skip_cps);
+int pl_agg_merge_view(pl_agg_t *dst, const pl_agg_view_t *src);
+
+/* Sorts every section by id and combines repeated ids. */
+void pl_agg_normalize(pl_agg_t *a);
+
+/* Size and bytes of the stored form of a normalised aggregate. */
+size_t pl_agg_encoded_size(const pl_agg_t *a);
+void pl_agg_encode(const pl_agg_t *a, void *out);
+
+/* Size and bytes of the stored form of delta + old (old may be NULL), merging the sorted
+ * sections in one pass. delta must be normalised. With day_level the result counts one
+ * active day (a day aggregate); otherwise active days are summed. */
+size_t pl_agg_merged_size(const pl_agg_t *delta, const pl_agg_view_t *old);
+void pl_agg_encode_merged(const pl_agg_t *delta, const pl_agg_view_t *old, int day_level,
+                          void *out);
+
+/* Opens a stored aggregate. Returns 0 or PL_ECORRUPT. */
+int pl_agg_view(pl_agg_view_t *v, const void *blob, size_t len);
+/* The i-th entry of a section (0 <= i < v->n[sect]). */
+void pl_agg_view_entry(const pl_agg_view_t *v, int sect, uint32_t i, pl_agg_entry_t *e);
+/* Looks id up in a section (binary search). Returns 1 and fills *e, or 0. */
+int pl_agg_view_find(const pl_agg_view_t *v, int sect, uint32_t id, pl_agg_entry_t *e);
+
+/* ---- id maps: summing counters by id across many aggregates (queries) ---- */
+
+/* Open-addressing map from a u32 id to a counter. Owns its table. */
+typedef struct pl_idmap {
+  pl_agg_entry_t *slots; /* id 0 marks an empty slot: dictionary ids start at 1 */
+  uint32_t cap, n;
+} pl_idmap_t;
+
+void pl_idmap_init(pl_idmap_t *m);
+void pl_idmap_free(pl_idmap_t *m);
+void pl_idmap_clear(pl_idmap_t *m);
+/* Adds to the counter of id (id != 0). Returns the entry, or NULL when out of memory. */
+pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64_t participants);
+pl_agg_entry_t *pl_idmap_get(const pl_idmap_t *m, uint32_t id);
+/* Adds every entry of a section of a view. Returns 0 or PL_ENOMEM. */
+int pl_idmap_add_view(pl_idmap_t *m, const pl_agg_view_t *v, int sect);
+/* Copies the entries into a new array sorted by events descending then id (the caller
+ * frees it). *n gets the count. Returns NULL when out of memory or empty. */
+pl_agg_entry_t *pl_idmap_sorted(const pl_idmap_t *m, uint32_t *n);
+
+/* ---- covering a day range with stored periods ---- */
+
+/* A piece of a day range: either one whole month (is_month, key = month index) or one day
+ * (key = day number). */
+typedef struct pl_agg_piece {
+  int is_month;
+  uint32_t key;
+} pl_agg_piece_t;
+
+/* Splits [from, to] (inclusive days) into whole months plus single days at the edges, in
+ * date order. Writes at most cap pieces and returns how many the range needs (call again
+ * with a larger array when the result exceeds cap). */
+size_t pl_agg_cover(uint32_t from, uint32_t to, pl_agg_piece_t *out, size_t cap);
+
+/* Streaks over a run of periods: active[i] != 0 when period i had an event. current is the
+ * run that ends at period last (the one holding `to`; 0 when that period is inactive),
+ * longest the longest run anywhere. */
+void pl_agg_streaks(const unsigned char *active, size_t n, size_t last, uint32_t *current,
+                    uint32_t *longest);
+
+#endif

@@ -1,0 +1,51 @@
+/* Query ops (SPEC "Query protocol"): each request map is answered from one short LMDB read
+ * transaction, opened and ended inside pl_query_exec. No I/O, no clock: dates default to
+ * what the store holds, and the caller passes the few live figures (connections, uptime). */
+#ifndef PARLEY_QUERY_H
+#define PARLEY_QUERY_H
+
+#include <msgpack.h>
+#include <stdint.h>
+
+#include "parley/store.h"
+
+#define PL_QUERY_MAX_LIMIT 1000         /* top, topics, institutions */
+#define PL_QUERY_MAX_EVENTS_LIMIT 10000 /* events, rejects */
+#define PL_QUERY_MAX_PERIODS 10000      /* series rows */
+#define PL_QUERY_MAX_WINDOW 36525       /* days */
+
+/* Live figures the store cannot know. */
+typedef struct pl_query_env {
+  const char *version;   /* parley version string */
+  uint64_t connections;  /* open client connections (ingest + query + http) */
+  uint64_t uptime_s;
+} pl_query_env_t;
+
+/* Error codes of the protocol, as strings in replies. */
+typedef enum {
+  PL_QERR_BAD_REQUEST = 0,
+  PL_QERR_UNKNOWN_OP,
+  PL_QERR_NOT_FOUND,
+  PL_QERR_TOO_LARGE,
+  PL_QERR_UNAVAILABLE,
+  PL_QERR_INTERNAL
+} pl_qerr_t;
+const char *pl_query_errcode(pl_qerr_t e);
+
+/* Answers one request. req is the decoded request (any object: a non-map gets a
+ * bad_request reply). Packs exactly one reply map into pk:
+ *   {"req": <req's "req" value or nil>, "ok": true, "result": {...}}
+ *   {"req": ..., "ok": false, "error": {"code": str, "message": str}}
+ * Returns 0 when a reply was packed (errors included), PL_ENOMEM when packing failed. */
+int pl_query_exec(pl_store_t *s, const pl_query_env_t *env, const msgpack_object *req,
+                  msgpack_packer *pk);
+
+/* Packs an error reply for a request that could not be decoded at all (the server uses
+ * this for oversized or malformed frames). req may be NULL. */
+int pl_query_pack_error(msgpack_packer *pk, const msgpack_object *req, pl_qerr_t code,
+                        const char *message);
+
+/* Returns the op name of a request ("" when none), for metrics labels; points into req. */
+pl_str_t pl_query_op_name(const msgpack_object *req);
+
+#endif

@@ -1,0 +1,169 @@
+/* Aggregate arithmetic: stored form, merging, id maps, covering ranges, streaks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "parley/agg.h"
+#include "parley/date.h"
+#include "parley/error.h"
+
+static uint32_t D(const char *s) {
+  uint32_t d;
+  assert_int_equal(pl_date_parse(s, strlen(s), &d), 0);
+  return d;
+}
+
+static void test_encode_view_roundtrip(void **state) {
+  pl_agg_t a;
+  pl_agg_view_t v;
+  pl_agg_entry_t e;
+  char buf[1024];
+  (void)state;
+  pl_agg_init(&a);
+  pl_agg_count(&a, 100, 5);
+  pl_agg_count(&a, 90, 0);
+  a.active_days = 2;
+  pl_agg_add(&a, PL_AGG_TOPICS, 9, 1, 5);
+  pl_agg_add(&a, PL_AGG_TOPICS, 3, 1, 0);
+  pl_agg_add(&a, PL_AGG_TOPICS, 9, 1, 0);
+  pl_agg_add(&a, PL_AGG_KINDS, 4, 2, 5);
+  pl_agg_normalize(&a);
+  assert_int_equal(a.sect[PL_AGG_TOPICS].n, 2);
+  assert_true(pl_agg_encoded_size(&a) <= sizeof(buf));
+  pl_agg_encode(&a, buf);
+  assert_int_equal(pl_agg_view(&v, buf, pl_agg_encoded_size(&a)), 0);
+  assert_int_equal(v.events, 2);
+  assert_int_equal(v.participants, 5);
+  assert_int_equal(v.first_day, 90);
+  assert_int_equal(v.last_day, 100);
+  assert_int_equal(v.active_days, 2);
+  assert_true(pl_agg_view_find(&v, PL_AGG_TOPICS, 9, &e));
+  assert_int_equal(e.events, 2);
+  assert_int_equal(e.participants, 5);
+  assert_false(pl_agg_view_find(&v, PL_AGG_TOPICS, 4, &e));
+  /* truncated or padded blobs are refused */
+  assert_int_equal(pl_agg_view(&v, buf, pl_agg_encoded_size(&a) - 1), PL_ECORRUPT);
+  assert_int_equal(pl_agg_view(&v, buf, pl_agg_encoded_size(&a) + 1), PL_ECORRUPT);
+  assert_int_equal(pl_agg_view(&v, buf, 3), PL_ECORRUPT);
+  pl_agg_free(&a);
+}
+
+static void test_merged_equals_normalized_sum(void **state) {
+  pl_agg_t old, delta, sum;
+  pl_agg_view_t ov, mv;
+  char ob[4096], mb[4096], sb[4096];
+  uint64_t rng = 7;
+  (void)state;
+  pl_agg_init(&old);
+  pl_agg_init(&delta);
+  pl_agg_init(&sum);
+  for (int i = 0; i < 200; i++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    pl_agg_t *t = (rng >> 40) & 1 ? &old : &delta;
+    int s = (int)((rng >> 20) % PL_AGG_NSECT);
+    uint32_t id = 1 + (uint32_t)((rng >> 33) % 40);
+    pl_agg_add(t, s, id, 1, (rng >> 50) % 10);
+    pl_agg_count(t, 500 + (uint32_t)((rng >> 45) % 30), 1);
+  }
+  old.active_days = 3;
+  delta.active_days = 1;
+  pl_agg_normalize(&old);
+  pl_agg_normalize(&delta);
+  pl_agg_encode(&old, ob);
+  assert_int_equal(pl_agg_view(&ov, ob, pl_agg_encoded_size(&old)), 0);
+  assert_true(pl_agg_merged_size(&delta, &ov) <= sizeof(mb));
+  pl_agg_encode_merged(&delta, &ov, 0, mb);
+  pl_agg_merge(&sum, &old, 0);
+  pl_agg_merge(&sum, &delta, 0);
+  pl_agg_normalize(&sum);
+  pl_agg_encode(&sum, sb);
+  assert_int_equal(pl_agg_merged_size(&delta, &ov), pl_agg_encoded_size(&sum));
+  assert_memory_equal(mb, sb, pl_agg_encoded_size(&sum));
+  assert_int_equal(pl_agg_view(&mv, mb, pl_agg_merged_size(&delta, &ov)), 0);
+  assert_int_equal(mv.active_days, 4);
+  /* day level: one active day, whatever was there */
+  pl_agg_encode_merged(&delta, &ov, 1, mb);
+  assert_int_equal(pl_agg_view(&mv, mb, pl_agg_merged_size(&delta, &ov)), 0);
+  assert_int_equal(mv.active_days, 1);
+  pl_agg_free(&old);
+  pl_agg_free(&delta);
+  pl_agg_free(&sum);
+}
+
+static void test_idmap(void **state) {
+  pl_idmap_t m;
+  pl_agg_entry_t *rows;
+  uint32_t n;
+  (void)state;
+  pl_idmap_init(&m);
+  for (uint32_t i = 1; i <= 1000; i++) pl_idmap_add(&m, i, i % 7, i);
+  pl_idmap_add(&m, 5, 100, 0);
+  assert_int_equal(m.n, 1000);
+  assert_int_equal(pl_idmap_get(&m, 5)->events, 105);
+  assert_null(pl_idmap_get(&m, 1001));
+  rows = pl_idmap_sorted(&m, &n);
+  assert_int_equal(n, 1000);
+  assert_int_equal(rows[0].id, 5);
+  for (uint32_t i = 1; i < n; i++)
+    assert_true(rows[i - 1].events > rows[i].events ||
+                (rows[i - 1].events == rows[i].events && rows[i - 1].id < rows[i].id));
+  free(rows);
+  pl_idmap_clear(&m);
+  assert_int_equal(m.n, 0);
+  assert_null(pl_idmap_get(&m, 5));
+  pl_idmap_free(&m);
+}
+
+static void test_cover(void **state) {
+  pl_agg_piece_t p[64];
+  size_t n;
+  (void)state;
+  /* 2023-01-30 .. 2023-04-02: two edge days, February and March whole, two edge days */
+  n = pl_agg_cover(D("2023-01-30"), D("2023-04-02"), p, 64);
+  assert_int_equal(n, 6);
+  assert_false(p[0].is_month);
+  assert_int_equal(p[0].key, D("2023-01-30"));
+  assert_int_equal(p[1].key, D("2023-01-31"));
+  assert_true(p[2].is_month);
+  assert_int_equal(p[2].key, pl_date_month(D("2023-02-01")));
+  assert_true(p[3].is_month);
+  assert_false(p[4].is_month);
+  assert_int_equal(p[5].key, D("2023-04-02"));
+  /* one whole month */
+  n = pl_agg_cover(D("2024-02-01"), D("2024-02-29"), p, 64);
+  assert_int_equal(n, 1);
+  assert_true(p[0].is_month);
+  /* a single day, and a count larger than the array */
+  assert_int_equal(pl_agg_cover(D("2024-02-10"), D("2024-02-10"), p, 64), 1);
+  assert_int_equal(pl_agg_cover(D("2024-02-02"), D("2024-02-28"), p, 4), 27);
+}
+
+static void test_streaks(void **state) {
+  uint32_t cur, best;
+  const unsigned char a[] = {1, 1, 0, 1, 1, 1, 0, 1};
+  (void)state;
+  pl_agg_streaks(a, 8, 7, &cur, &best);
+  assert_int_equal(cur, 1);
+  assert_int_equal(best, 3);
+  pl_agg_streaks(a, 8, 6, &cur, &best);
+  assert_int_equal(cur, 0);
+  pl_agg_streaks(a, 8, 5, &cur, &best);
+  assert_int_equal(cur, 3);
+  pl_agg_streaks(a, 0, 0, &cur, &best);
+  assert_int_equal(cur, 0);
+  assert_int_equal(best, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_encode_view_roundtrip), cmocka_unit_test(test_merged_equals_normalized_sum),
+      cmocka_unit_test(test_idmap),                 cmocka_unit_test(test_cover),
+      cmocka_unit_test(test_streaks),
+  };
+  return cmocka_run_group_tests_name("agg", tests, NULL, NULL);
+}
