@@ -12,7 +12,10 @@ CONFIG  ?= config/parleyd.conf
 PKGS     = libuv msgpack lmdb zlib inih jansson libcrypto
 TESTPKGS = cmocka
 DEB_PKGS = pkg-config libuv1-dev libmsgpack-dev liblmdb-dev zlib1g-dev libinih-dev \
-           libjansson-dev libssl-dev libcmocka-dev libhttp-parser-dev lmdb-utils
+           libjansson-dev libssl-dev libcmocka-dev libhttp-parser-dev
+# Only the test suite needs these: LMDB's tools, Node.js for real protocol clients, and a
+# headless browser for the dashboard test.
+DEB_TEST_PKGS = lmdb-utils nodejs npm chromium
 
 WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
           -Wno-missing-field-initializers
@@ -36,6 +39,9 @@ TEST_SRC  := $(wildcard tests/unit/test-*.c)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 
 OBJ = $(BUILD)/obj
+EXTRA_LIB_OBJ :=
+# Generated sources (the dashboard page compiled into the daemon) add to EXTRA_LIB_OBJ.
+-include web/web.mk
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(OBJ)/%.o)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(OBJ)/%.o)
@@ -50,7 +56,7 @@ endif
 
 PROGRAMS = $(BUILD)/parleyd $(BUILD)/parley $(BUILD)/parley-bench
 
-.PHONY: all run test asan bench fuzz deps clean check-deps tests
+.PHONY: all run test asan deps deps-test install-pkgs clean tests
 .SECONDARY:
 all: $(PROGRAMS)
 
@@ -59,7 +65,7 @@ $(OBJ)/%.o: %.c
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/libparley.a: $(LIB_OBJ)
+$(BUILD)/libparley.a: $(LIB_OBJ) $(EXTRA_LIB_OBJ)
 	@rm -f $@
 	$(Q)$(AR) rcs $@ $^
 
@@ -82,9 +88,17 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(TESTLIB_OBJ) $(BUILD)/libparley.a
 
 tests: $(PROGRAMS) $(TEST_BIN)
 
-# Installs the Debian packages the build and the tests need, when one is missing.
+# Installs the Debian packages the build needs (deps) and the tests need (deps-test), when
+# one is missing.
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+	@$(MAKE) --no-print-directory install-pkgs PKGS_WANTED="$(DEB_PKGS)"
+
+deps-test: deps
+	@$(MAKE) --no-print-directory install-pkgs PKGS_WANTED="$(DEB_TEST_PKGS)"
+
+install-pkgs:
+	@missing=""; for p in $(PKGS_WANTED); do \
+	  case $$p in nodejs|npm) command -v $${p%js} >/dev/null 2>&1 && continue;; esac; \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -102,12 +116,12 @@ run: deps
 	exec $(BUILD)/parleyd --config $(CONFIG)
 
 # Builds everything and runs the whole suite; the last line is "N passed, N failed".
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory tests
 	@tests/run.sh $(BUILD)
 
 # The same suite under AddressSanitizer and UBSan, in its own build directory.
-asan: deps
+asan: deps-test
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT="-O1 -g" tests
 	@PARLEY_SAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  tests/run.sh build/asan
@@ -116,3 +130,7 @@ clean:
 	rm -rf $(BUILD) build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Benchmarks (bench/bench.mk) and fuzzing (tests/fuzz/fuzz.mk) live beside their code.
+-include bench/bench.mk
+-include tests/fuzz/fuzz.mk

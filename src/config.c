@@ -42,6 +42,7 @@ static const opt_t opts[] = {
     {"storage", "batch_delay", T_DURATION, OFF(batch_delay_ms), 0, 0, 1000, "1ms"},
     {"storage", "chunk_retention", T_DURATION, OFF(chunk_retention_ms), 0, 1000, 30 * DAY_MS,
      "10m"},
+    {"storage", "retention_days", T_UINT, OFF(retention_days), 0, 0, 36525, "0"},
     {"ingest", "listen", T_STR, STR(listen), 1, 0, "127.0.0.1:24224"},
     {"ingest", "max_connections", T_UINT, OFF(max_connections), 0, 1, 1000000, "4096"},
     {"ingest", "idle_timeout", T_DURATION, OFF(idle_timeout_ms), 0, 100, 7 * DAY_MS, "5m"},
@@ -61,6 +62,10 @@ static const opt_t opts[] = {
     {"query", "max_request_bytes", T_SIZE, OFF(query_max_request_bytes), 0, 1 * KiB, GiB,
      "1MiB"},
     {"query", "max_connections", T_UINT, OFF(query_max_connections), 0, 1, 1000000, "1024"},
+    {"http", "listen", T_STR, STR(http_listen), 1, 0, "127.0.0.1:24226"},
+    {"http", "max_request_bytes", T_SIZE, OFF(http_max_request_bytes), 0, 1 * KiB, 64 * MiB,
+     "16KiB"},
+    {"http", "max_connections", T_UINT, OFF(http_max_connections), 0, 1, 1000000, "256"},
     {"log", "level", T_LEVEL, OFF(log_level), 0, 0, 0, "info"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

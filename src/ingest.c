@@ -382,7 +382,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  if (c->reader && pl_fwd_reader_pending(c->reader) == 0) pl_fwd_reader_trim(c->reader);
+  /* Give idle buffers back only when memory is tight; otherwise the idle timer does it, so a
+   * busy connection does not reallocate its buffer (and inflater) on every read. */
+  if (c->close_after) {
+    maybe_finish(c); /* the failed PONG may already be written */
+    return;
+  }
+  if (c->reader && in->st.buffer_bytes > in->o.buffer_max_bytes / 2 &&
+      pl_fwd_reader_pending(c->reader) == 0)
+    pl_fwd_reader_trim(c->reader);
   account_memory(c);
 }
 
@@ -390,6 +398,11 @@ static void on_idle(uv_timer_t *t) {
   conn_t *c = t->data;
   uint64_t now = uv_now(c->in->loop);
   if (c->closing) return;
+  if (c->reader && now - c->last_active >= 1000 && pl_fwd_reader_pending(c->reader) == 0 &&
+      pl_fwd_reader_memory(c->reader) > 0) {
+    pl_fwd_reader_trim(c->reader);
+    account_memory(c);
+  }
   /* Time spent waiting on us (commits, paused reads) is not the client's idleness. */
   if (c->inflight || c->in->paused || (c->pause & P_BUDGET) ||
       now - c->last_active < c->in->o.idle_timeout_ms) {
@@ -454,8 +467,10 @@ static void on_connection(uv_stream_t *server, int status) {
   in->st.accepted++;
   c->last_active = uv_now(in->loop);
   {
+    /* The tick also returns idle buffers to the budget, so it runs at least every second. */
     uint64_t tick = in->o.idle_timeout_ms / 4;
     if (tick < 10) tick = 10;
+    if (tick > 1000) tick = 1000;
     uv_timer_start(&c->idle, on_idle, tick, tick);
   }
   if (in->o.auth.shared_key && in->o.auth.shared_key[0]) {

@@ -10,6 +10,7 @@
 
 #include "parley/config.h"
 #include "parley/error.h"
+#include "parley/http.h"
 #include "parley/ingest.h"
 #include "parley/log.h"
 #include "parley/net.h"
@@ -25,6 +26,7 @@ typedef struct daemon {
   pl_writer_t *writer;
   pl_ingest_t *ingest;
   pl_qserver_t *qserver;
+  pl_http_t *http;
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t tick;
   int stopping;
@@ -37,6 +39,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: parleyd [--config FILE] [--data-dir DIR] [--listen HOST:PORT]\n"
           "               [--query-listen HOST:PORT|unix:PATH] [--sync full|none]\n"
+          "               [--http-listen HOST:PORT|none]\n"
           "               [--log-level error|warn|info|debug] [--set SECTION.NAME=VALUE]...\n"
           "               [--rebuild] [--print-config] [--version]\n"
           "Flags override the config file. See config/parleyd.conf for every option.\n");
@@ -62,6 +65,11 @@ static void on_tick(uv_timer_t *t) {
     pl_qserver_get_stats(d->qserver, &st);
     n += st.connections;
   }
+  if (d->http) {
+    pl_http_stats_t st;
+    pl_http_get_stats(d->http, &st);
+    n += st.connections;
+  }
   __atomic_store_n(&d->connections, n, __ATOMIC_RELAXED);
 }
 
@@ -70,21 +78,49 @@ static void on_writer_drain(void *arg) {
   if (d->ingest) pl_ingest_writer_drained(d->ingest);
 }
 
+static void sources_changed(daemon_t *d);
+
 static void on_writer_stopped(void *arg) {
   daemon_t *d = arg;
   d->writer = NULL;
+  sources_changed(d);
   pl_log_info("writer stopped; every acknowledged record is committed");
+}
+
+static void http_sources(daemon_t *d, pl_http_sources_t *src) {
+  memset(src, 0, sizeof(*src));
+  src->store = d->store;
+  src->writer = d->writer;
+  src->ingest = d->ingest;
+  src->qserver = d->qserver;
+  src->env = on_env;
+  src->env_arg = d;
+  src->started_unix = d->started;
+}
+
+static void sources_changed(daemon_t *d) {
+  pl_http_sources_t src;
+  if (!d->http) return;
+  http_sources(d, &src);
+  pl_http_set_sources(d->http, &src);
+}
+
+static void on_http_stopped(void *arg) {
+  daemon_t *d = arg;
+  d->http = NULL;
 }
 
 static void on_ingest_stopped(void *arg) {
   daemon_t *d = arg;
   d->ingest = NULL;
+  sources_changed(d);
   if (d->writer) pl_writer_stop(d->writer, on_writer_stopped, d);
 }
 
 static void on_qserver_stopped(void *arg) {
   daemon_t *d = arg;
   d->qserver = NULL;
+  sources_changed(d);
 }
 
 static void shutdown_daemon(daemon_t *d) {
@@ -94,6 +130,7 @@ static void shutdown_daemon(daemon_t *d) {
   uv_close((uv_handle_t *)&d->sigterm, NULL);
   uv_close((uv_handle_t *)&d->sighup, NULL);
   uv_close((uv_handle_t *)&d->tick, NULL);
+  if (d->http) pl_http_stop(d->http, on_http_stopped, d);
   if (d->qserver) pl_qserver_stop(d->qserver, on_qserver_stopped, d);
   if (d->ingest)
     pl_ingest_stop(d->ingest, 10000, on_ingest_stopped, d);
@@ -120,7 +157,8 @@ static int parse_args(daemon_t *d, int argc, char **argv, int *rebuild, int *pri
     const char *flag, *option;
   } flags[] = {{"--data-dir", "storage.data_dir"}, {"--listen", "ingest.listen"},
                {"--query-listen", "query.listen"}, {"--sync", "storage.sync"},
-               {"--log-level", "log.level"}};
+               {"--log-level", "log.level"},
+               {"--http-listen", "http.listen"}};
 
   pl_config_defaults(&d->cfg);
   /* The config file first, wherever --config appears, so flags always win. */
@@ -209,6 +247,8 @@ int main(int argc, char **argv) {
   pl_writer_opts_t wo;
   pl_ingest_opts_t io;
   pl_qserver_opts_t qo;
+  pl_http_opts_t ho;
+  pl_http_sources_t hs;
   char hostname[256] = "";
 
   pl_log_set_ident("parleyd");
@@ -297,6 +337,23 @@ int main(int argc, char **argv) {
     goto run;
   }
 
+  if (strcmp(d.cfg.http_listen, "none") != 0) {
+    memset(&ho, 0, sizeof(ho));
+    ho.listen = d.cfg.http_listen;
+    ho.max_request_bytes = d.cfg.http_max_request_bytes;
+    ho.max_connections = d.cfg.http_max_connections;
+    ho.idle_timeout_ms = d.cfg.idle_timeout_ms;
+    ho.write_queue_max_bytes = d.cfg.write_queue_max_bytes;
+    http_sources(&d, &hs);
+    rc = pl_http_start(&d.http, d.loop, &hs, &ho, err, sizeof(err));
+    if (rc) {
+      pl_log_error("http: %s", err);
+      d.exit_code = 1;
+      shutdown_daemon(&d);
+      goto run;
+    }
+  }
+
   uv_signal_init(d.loop, &d.sigint);
   uv_signal_init(d.loop, &d.sigterm);
   uv_signal_init(d.loop, &d.sighup);
@@ -308,9 +365,10 @@ int main(int argc, char **argv) {
   d.tick.data = &d;
   uv_timer_start(&d.tick, on_tick, 250, 250);
   /* Tests and scripts wait for this line; keep its shape. */
-  pl_log_info("ready: ingest %s query %s data %s sync %s version %s", pl_ingest_address(d.ingest),
-              pl_qserver_address(d.qserver), d.cfg.data_dir, d.cfg.sync_full ? "full" : "none",
-              PL_VERSION);
+  pl_log_info("ready: ingest %s query %s http %s data %s sync %s version %s",
+              pl_ingest_address(d.ingest), pl_qserver_address(d.qserver),
+              d.http ? pl_http_address(d.http) : "none", d.cfg.data_dir,
+              d.cfg.sync_full ? "full" : "none", PL_VERSION);
 run:
   uv_run(d.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(d.loop);

@@ -44,7 +44,9 @@ typedef struct pl_config {
   uint64_t query_max_request_bytes;
   uint64_t query_max_connections;
   /* [http] */
-  char http_listen[PL_CONFIG_STR_MAX];
+  char http_listen[PL_CONFIG_STR_MAX]; /* "none" turns HTTP off */
+  uint64_t http_max_request_bytes;
+  uint64_t http_max_connections;
   /* [log] */
   int log_level;
 } pl_config_t;
