@@ -276,6 +276,7 @@ int main(int argc, char **argv) {
   so.sync_full = d.cfg.sync_full;
   so.max_readers = 0;
   so.chunk_retention_ms = d.cfg.chunk_retention_ms;
+  so.retention_days = (uint32_t)d.cfg.retention_days;
   rc = pl_store_open(&d.store, &so, err, sizeof(err));
   if (rc) {
     pl_log_error("%s", err);

@@ -284,6 +284,8 @@ struct pl_store {
   int sync_full;
   uint64_t map_size, map_size_max;
   uint64_t chunk_retention_ms;
+  uint32_t retention_days;
+  uint32_t prune_clean; /* no raw event is dated before this day (writer thread) */
   /* Held for reading by every read transaction, for writing while the map is resized:
    * LMDB requires that no transaction be active in the process during a resize. */
   pthread_rwlock_t maplock;
@@ -299,6 +301,7 @@ struct pl_store {
   /* Figures read by other threads (atomics). */
   uint64_t commits, commit_errors, map_grows;
   int full;
+  uint32_t stale_readers;
 };
 
 struct pl_rtxn {
@@ -452,6 +455,7 @@ int pl_store_open(pl_store_t **out, const pl_store_opts_t *o, char *err, size_t 
   s->map_size = o->map_size;
   s->map_size_max = o->map_size_max < o->map_size ? o->map_size : o->map_size_max;
   s->chunk_retention_ms = o->chunk_retention_ms;
+  s->retention_days = o->retention_days;
   pthread_rwlockattr_init(&attr);
   /* Writer preference: a resize must not starve behind a steady stream of queries. */
   pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -485,7 +489,10 @@ int pl_store_open(pl_store_t **out, const pl_store_opts_t *o, char *err, size_t 
   mdb_env_set_mapsize(s->env, (size_t)o->map_size);
   rc = mdb_env_open(s->env, o->dir, MDB_NOTLS | (o->sync_full ? 0 : MDB_NOSYNC), 0644);
   if (rc) goto fail_mdb;
+  /* A process killed inside a read transaction leaves its reader slot taken, which would
+   * keep old pages from being reused: clear such slots now. */
   mdb_reader_check(s->env, &dead);
+  s->stale_readers = (uint32_t)dead;
   mdb_env_info(s->env, &info);
   /* An existing environment keeps the larger size it was last grown to. */
   s->map_size = info.me_mapsize;
@@ -586,8 +593,9 @@ static int put_reject(wctx_t *w, const pl_batch_item_t *it) {
   return 0;
 }
 
-/* Folds one stored record into the commit's in-memory accumulators. */
-static int fold_record(wctx_t *w, const pl_record_t *r, uint32_t inst) {
+/* Folds one stored record into the commit's in-memory accumulators. A rebuild folds only
+ * the aggregates: it derives insts and the totals from the day aggregates afterwards. */
+static int fold_record(wctx_t *w, const pl_record_t *r, uint32_t inst, int rebuild) {
   pl_store_t *s = w->s;
   uint32_t kind = 0, format = 0, country = 0, id;
   uint64_t parts = r->has_participants ? r->participants : 0;
@@ -612,30 +620,36 @@ static int fold_record(wctx_t *w, const pl_record_t *r, uint32_t inst) {
     if ((rc = intern(w, r->topics[i].p, r->topics[i].n, &id))) return rc;
     if (pl_agg_add(a, PL_AGG_TOPICS, id, 1, parts)) return PL_ENOMEM;
   }
-  ii = inst_acc_get(&s->insts, inst);
-  if (!ii) return PL_ENOMEM;
-  ii->events++;
-  ii->flags |= PL_INST_REPORTER;
-  if (ii->first_day == PL_AGG_NO_DAY || r->day < ii->first_day) ii->first_day = r->day;
-  if (ii->last_day == PL_AGG_NO_DAY || r->day > ii->last_day) ii->last_day = r->day;
+  if (!rebuild) {
+    ii = inst_acc_get(&s->insts, inst);
+    if (!ii) return PL_ENOMEM;
+    ii->events++;
+    ii->flags |= PL_INST_REPORTER;
+    if (ii->first_day == PL_AGG_NO_DAY || r->day < ii->first_day) ii->first_day = r->day;
+    if (ii->last_day == PL_AGG_NO_DAY || r->day > ii->last_day) ii->last_day = r->day;
+  }
   for (uint32_t i = 0; i < r->ncounterparts; i++) {
     pl_agg_t *p;
     if ((rc = intern(w, r->counterparts[i].p, r->counterparts[i].n, &id))) return rc;
     /* `a` stays valid: only another agg_map_get on s->days could move it. */
     if (pl_agg_add(a, PL_AGG_COUNTERPARTS, id, 1, parts)) return PL_ENOMEM;
-    ii = inst_acc_get(&s->insts, id);
-    if (!ii) return PL_ENOMEM;
-    ii->flags |= PL_INST_COUNTERPART;
+    if (!rebuild) {
+      ii = inst_acc_get(&s->insts, id);
+      if (!ii) return PL_ENOMEM;
+      ii->flags |= PL_INST_COUNTERPART;
+    }
     p = agg_map_get(&s->pairs, r->day, inst < id ? inst : id, inst < id ? id : inst);
     if (!p) return PL_ENOMEM;
     pl_agg_count(p, r->day, parts);
     if (kind && pl_agg_add(p, PL_AGG_KINDS, kind, 1, parts)) return PL_ENOMEM;
     if (pl_agg_add(p, PL_AGG_COUNTRIES, country, 1, parts)) return PL_ENOMEM;
   }
+  if (rebuild) return 0;
   s->state.events++;
   if (s->state.first_day == PL_AGG_NO_DAY || r->day < s->state.first_day)
     s->state.first_day = r->day;
   if (s->state.last_day == PL_AGG_NO_DAY || r->day > s->state.last_day) s->state.last_day = r->day;
+  if (r->day < s->prune_clean) s->prune_clean = r->day; /* a late event for retention to see */
   return 0;
 }
 
@@ -823,7 +837,7 @@ static int store_record(wctx_t *w, const pl_batch_item_t *it, pl_batch_t *b) {
   v.mv_size = it->value_len;
   if ((rc = mdb_put(w->txn, s->dbi[PL_TAB_EVENTS], &k, &v, 0))) return map_err(rc);
   b->stored++;
-  return fold_record(w, r, inst);
+  return fold_record(w, r, inst, 0);
 }
 
 static int prune_chunks(wctx_t *w, uint64_t now_ms) {
@@ -956,13 +970,49 @@ int pl_store_commit(pl_store_t *s, pl_batch_t *const *batches, size_t n, uint64_
 
 /* ---- rebuild ---- */
 
+/* Deletes the keys >= from (a big-endian prefix) of a table, in transactions of bounded
+ * size, or the whole table when from is NULL. */
+static int clear_from(pl_store_t *s, pl_table_t tab, const unsigned char *from, size_t fromlen) {
+  for (;;) {
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc, n = 0, more = 0;
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) return map_err(rc);
+    if (!from) {
+      rc = mdb_drop(txn, s->dbi[tab], 0);
+    } else if (!(rc = mdb_cursor_open(txn, s->dbi[tab], &c))) {
+      k.mv_data = (void *)from;
+      k.mv_size = fromlen;
+      for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+           rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (++n > REBUILD_PER_TXN) {
+          more = 1;
+          break;
+        }
+        if ((rc = mdb_cursor_del(c, 0))) break;
+      }
+      mdb_cursor_close(c);
+      if (rc == MDB_NOTFOUND || more) rc = 0;
+    }
+    if (rc) {
+      mdb_txn_abort(txn);
+      if (rc == MDB_MAP_FULL && grow_map(s) == 0) continue;
+      return map_err(rc);
+    }
+    if ((rc = mdb_txn_commit(txn))) return map_err(rc);
+    if (!more) return 0;
+  }
+}
+
 static int rebuild_step(pl_store_t *s, unsigned char *last, size_t *lastlen, uint64_t *seen,
                         int *done) {
   wctx_t w = {s, NULL};
   MDB_cursor *c = NULL;
   MDB_val k, v;
   msgpack_unpacked u;
-  int rc, n = 0;
+  int rc, prc = 0, n = 0;
+  uint32_t from = s->state.retained_from;
   msgpack_unpacked_init(&u);
   rc = mdb_txn_begin(s->env, NULL, 0, &w.txn);
   if (rc) {
@@ -978,29 +1028,23 @@ static int rebuild_step(pl_store_t *s, unsigned char *last, size_t *lastlen, uin
     if (rc == 0 && k.mv_size == *lastlen && memcmp(k.mv_data, last, *lastlen) == 0)
       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
   } else {
-    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    /* Events before the retention boundary (late arrivals not yet pruned) are already in
+     * the aggregates that were kept. */
+    unsigned char start[4];
+    pl_be32_put(start, from);
+    k.mv_data = start;
+    k.mv_size = 4;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
   }
   for (; rc == 0 && n < REBUILD_PER_TXN; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), n++) {
-    pl_record_meta_t meta;
-    const msgpack_object *map;
     pl_record_t r;
-    uint32_t inst;
-    if (k.mv_size != 16) {
+    if (k.mv_size != 16 ||
+        pl_record_unpack_stored(v.mv_data, v.mv_size, &u, NULL, NULL, &r) != 0) {
       rc = MDB_CORRUPTED;
       goto fail;
     }
-    if (pl_record_unpack_stored(v.mv_data, v.mv_size, &u, &meta, &map, &r)) {
-      rc = MDB_CORRUPTED;
+    if ((prc = fold_record(&w, &r, pl_be32_get((const unsigned char *)k.mv_data + 4), 1)))
       goto fail;
-    }
-    inst = pl_be32_get((const unsigned char *)k.mv_data + 4);
-    int prc = fold_record(&w, &r, inst);
-    if (prc) {
-      mdb_cursor_close(c);
-      mdb_txn_abort(w.txn);
-      msgpack_unpacked_destroy(&u);
-      return prc;
-    }
     memcpy(last, k.mv_data, 16);
     *lastlen = 16;
   }
@@ -1009,14 +1053,7 @@ static int rebuild_step(pl_store_t *s, unsigned char *last, size_t *lastlen, uin
   mdb_cursor_close(c);
   c = NULL;
   *seen += (uint64_t)n;
-  {
-    int prc = flush_all(&w);
-    if (prc) {
-      mdb_txn_abort(w.txn);
-      msgpack_unpacked_destroy(&u);
-      return prc;
-    }
-  }
+  if ((prc = flush_all(&w))) goto fail;
   rc = mdb_txn_commit(w.txn);
   msgpack_unpacked_destroy(&u);
   if (rc == 0) adopt_pending(s);
@@ -1025,36 +1062,86 @@ fail:
   if (c) mdb_cursor_close(c);
   mdb_txn_abort(w.txn);
   msgpack_unpacked_destroy(&u);
-  return map_err(rc);
+  return prc ? prc : map_err(rc);
+}
+
+/* insts and the totals from the day aggregates: they cover periods whose raw events were
+ * deleted by retention as well as the rebuilt ones. */
+static int rebuild_insts(pl_store_t *s) {
+  wctx_t w = {s, NULL};
+  MDB_cursor *c = NULL;
+  MDB_val k, v;
+  int rc, prc = 0;
+  if ((rc = mdb_txn_begin(s->env, NULL, 0, &w.txn))) return map_err(rc);
+  reset_accumulators(s);
+  s->state.events = 0;
+  s->state.institutions = 0;
+  s->state.first_day = s->state.last_day = PL_AGG_NO_DAY;
+  if ((rc = mdb_drop(w.txn, s->dbi[PL_TAB_INSTS], 0))) goto fail;
+  if ((rc = mdb_cursor_open(w.txn, s->dbi[PL_TAB_DAYS], &c))) goto fail;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    pl_agg_view_t a;
+    uint32_t day, inst;
+    if (k.mv_size != 8 || pl_agg_view(&a, v.mv_data, v.mv_size) != 0) {
+      rc = MDB_CORRUPTED;
+      goto fail;
+    }
+    day = pl_be32_get(k.mv_data);
+    inst = pl_be32_get((const unsigned char *)k.mv_data + 4);
+    if (inst == 0) {
+      s->state.events += a.events;
+      if (s->state.first_day == PL_AGG_NO_DAY || day < s->state.first_day) s->state.first_day = day;
+      if (s->state.last_day == PL_AGG_NO_DAY || day > s->state.last_day) s->state.last_day = day;
+      continue;
+    }
+    pl_store_inst_t *ii = inst_acc_get(&s->insts, inst);
+    if (!ii) {
+      prc = PL_ENOMEM;
+      goto fail;
+    }
+    ii->events += a.events;
+    ii->flags |= PL_INST_REPORTER;
+    if (ii->first_day == PL_AGG_NO_DAY || day < ii->first_day) ii->first_day = day;
+    if (ii->last_day == PL_AGG_NO_DAY || day > ii->last_day) ii->last_day = day;
+    for (uint32_t i = 0; i < a.n[PL_AGG_COUNTERPARTS]; i++) {
+      pl_agg_entry_t e;
+      pl_agg_view_entry(&a, PL_AGG_COUNTERPARTS, i, &e);
+      if (!(ii = inst_acc_get(&s->insts, e.id))) {
+        prc = PL_ENOMEM;
+        goto fail;
+      }
+      ii->flags |= PL_INST_COUNTERPART;
+    }
+  }
+  if (rc != MDB_NOTFOUND) goto fail;
+  mdb_cursor_close(c);
+  c = NULL;
+  if ((prc = flush_insts(&w))) goto fail;
+  {
+    MDB_val sk = {5, "state"}, sv = {sizeof(s->state), &s->state};
+    if ((rc = mdb_put(w.txn, s->dbi[PL_TAB_META], &sk, &sv, 0))) goto fail;
+  }
+  return map_err(mdb_txn_commit(w.txn));
+fail:
+  if (c) mdb_cursor_close(c);
+  mdb_txn_abort(w.txn);
+  return prc ? prc : map_err(rc);
 }
 
 int pl_store_rebuild(pl_store_t *s, uint64_t *events) {
-  static const pl_table_t derived[] = {PL_TAB_DAYS, PL_TAB_MONTHS, PL_TAB_PAIRS,
-                                       PL_TAB_PAIR_MONTHS, PL_TAB_INSTS};
-  unsigned char last[16];
+  unsigned char last[16], from[4], month_from[4];
   size_t lastlen = 0;
   int rc, done = 0;
-  MDB_txn *txn;
-  pl_store_state_t saved = s->state;
+  uint32_t rf = s->state.retained_from;
   *events = 0;
-  for (;;) {
-    rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc) return map_err(rc);
-    for (size_t i = 0; i < sizeof(derived) / sizeof(derived[0]) && !rc; i++)
-      rc = mdb_drop(txn, s->dbi[derived[i]], 0);
-    if (!rc) {
-      MDB_val k = {5, "state"}, v = {sizeof(s->state), &s->state};
-      s->state.events = 0;
-      s->state.institutions = 0;
-      s->state.first_day = s->state.last_day = PL_AGG_NO_DAY;
-      rc = mdb_put(txn, s->dbi[PL_TAB_META], &k, &v, 0);
-    }
-    if (!rc) rc = mdb_txn_commit(txn);
-    else mdb_txn_abort(txn);
-    if (rc == 0) break;
-    s->state = saved;
-    if (rc != MDB_MAP_FULL || grow_map(s)) return map_err(rc);
-  }
+  pl_be32_put(from, rf);
+  pl_be32_put(month_from, pl_date_month(rf));
+  if ((rc = clear_from(s, PL_TAB_DAYS, rf ? from : NULL, 4)) ||
+      (rc = clear_from(s, PL_TAB_PAIRS, rf ? from : NULL, 4)) ||
+      (rc = clear_from(s, PL_TAB_MONTHS, rf ? month_from : NULL, 4)) ||
+      (rc = clear_from(s, PL_TAB_PAIR_MONTHS, rf ? month_from : NULL, 4)))
+    return rc;
   while (!done) {
     pl_store_state_t before = s->state;
     unsigned char last_before[16];
@@ -1071,7 +1158,75 @@ int pl_store_rebuild(pl_store_t *s, uint64_t *events) {
     done = 0;
     if (rc != PL_ESTOREFULL || grow_map(s)) return rc;
   }
+  for (;;) {
+    pl_store_state_t before = s->state;
+    rc = rebuild_insts(s);
+    if (rc == 0) return 0;
+    s->state = before;
+    if (rc != PL_ESTOREFULL || grow_map(s)) return rc;
+  }
+}
+
+/* ---- retention ---- */
+
+int pl_store_maintain(pl_store_t *s, size_t max, int *more) {
+  MDB_txn *txn;
+  MDB_cursor *c;
+  MDB_val k, v;
+  unsigned char key[4];
+  uint32_t cutoff;
+  size_t n = 0;
+  int rc;
+  *more = 0;
+  {
+    /* A tool (mdb_copy, a backup script) killed inside a read transaction while we run
+     * would keep pages from being reused until the next open: clear its slot now. */
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead) __atomic_add_fetch(&s->stale_readers, (uint32_t)dead, __ATOMIC_RELAXED);
+  }
+  if (!s->retention_days || s->state.last_day == PL_AGG_NO_DAY ||
+      s->state.last_day + 1 < s->retention_days)
+    return 0;
+  /* Whole months go, so the month aggregates of what is left match the raw events left
+   * and a rebuild can recompute every month it touches. */
+  cutoff = pl_date_month_first(pl_date_month(s->state.last_day + 1 - s->retention_days));
+  if (cutoff <= s->prune_clean && cutoff <= s->state.retained_from) return 0;
+  if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) return map_err(rc);
+  pl_be32_put(key, 0);
+  for (int t = 0; t < 2 && n < max; t++) {
+    pl_table_t tab = t == 0 ? PL_TAB_EVENTS : PL_TAB_IDEM;
+    if ((rc = mdb_cursor_open(txn, s->dbi[tab], &c))) goto fail;
+    k.mv_data = key;
+    k.mv_size = 4;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && n < max;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      if (k.mv_size < 4 || pl_be32_get(k.mv_data) >= cutoff) {
+        rc = MDB_NOTFOUND;
+        break;
+      }
+      if ((rc = mdb_cursor_del(c, 0))) break;
+      n++;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND && rc != 0) goto fail;
+  }
+  *more = n >= max;
+  if (cutoff > s->state.retained_from) {
+    pl_store_state_t st = s->state;
+    MDB_val sk = {5, "state"}, sv = {sizeof(st), &st};
+    st.retained_from = cutoff;
+    if ((rc = mdb_put(txn, s->dbi[PL_TAB_META], &sk, &sv, 0))) goto fail;
+    if ((rc = mdb_txn_commit(txn))) return map_err(rc);
+    s->state.retained_from = cutoff;
+  } else if ((rc = mdb_txn_commit(txn))) {
+    return map_err(rc);
+  }
+  if (!*more) s->prune_clean = cutoff;
   return 0;
+fail:
+  mdb_txn_abort(txn);
+  return map_err(rc);
 }
 
 /* ---- read path ---- */
@@ -1260,6 +1415,7 @@ void pl_store_get_info(pl_store_t *s, pl_store_info_t *info) {
   info->page_size = st.ms_psize;
   info->used_bytes = (uint64_t)(ei.me_last_pgno + 1) * st.ms_psize;
   info->readers = ei.me_numreaders;
+  info->stale_readers = __atomic_load_n(&s->stale_readers, __ATOMIC_RELAXED);
   info->commits = __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
   info->commit_errors = __atomic_load_n(&s->commit_errors, __ATOMIC_RELAXED);
   info->map_grows = __atomic_load_n(&s->map_grows, __ATOMIC_RELAXED);

@@ -9,6 +9,9 @@
 #include <time.h>
 
 #include "parley/error.h"
+#include "parley/log.h"
+
+#define MAINTAIN_SLICE 5000 /* raw events deleted per retention transaction */
 
 struct pl_writer {
   pl_store_t *store;
@@ -34,6 +37,8 @@ struct pl_writer {
   /* writer thread only */
   pl_batch_t **group;
   size_t group_cap;
+  uint64_t map_grows_seen;
+  int failing;
 };
 
 static uint64_t now_ns(clockid_t clk) {
@@ -51,6 +56,26 @@ static int log2_bucket(uint64_t v) {
   return b;
 }
 
+/* Logs what an operator must know: the map grew, commits started or stopped failing. */
+static void report(pl_writer_t *w, int rc, size_t batches, uint32_t items) {
+  pl_store_info_t info;
+  pl_store_get_info(w->store, &info);
+  if (info.map_grows != w->map_grows_seen) {
+    w->map_grows_seen = info.map_grows;
+    pl_log_info("storage: map grown to %llu MiB (limit %llu MiB)",
+                (unsigned long long)(info.map_size >> 20),
+                (unsigned long long)(info.map_size_max >> 20));
+  }
+  if (rc && !w->failing) {
+    pl_log_error("storage: commit of %zu batches (%u records) failed: %s; nothing of them is "
+                 "acknowledged, clients will resend",
+                 batches, items, pl_strerror(rc));
+  } else if (!rc && w->failing) {
+    pl_log_info("storage: commits succeed again");
+  }
+  w->failing = rc != 0;
+}
+
 static void *writer_main(void *arg) {
   pl_writer_t *w = arg;
   pthread_mutex_lock(&w->mu);
@@ -58,7 +83,22 @@ static void *writer_main(void *arg) {
     size_t n = 0;
     uint32_t items = 0;
     uint64_t bytes = 0;
-    while (!w->qhead && !w->stopping) pthread_cond_wait(&w->cv, &w->mu);
+    while (!w->qhead && !w->stopping) {
+      /* Idle: do a slice of background upkeep (retention), one small transaction at a time
+       * so a batch that arrives meanwhile waits for at most one of them. */
+      int more = 0;
+      pthread_mutex_unlock(&w->mu);
+      int rc = pl_store_maintain(w->store, MAINTAIN_SLICE, &more);
+      pthread_mutex_lock(&w->mu);
+      if (rc) w->stats.maintain_errors++;
+      if (more && !rc) continue;
+      if (w->qhead || w->stopping) break;
+      struct timespec until;
+      uint64_t t = now_ns(CLOCK_REALTIME) + 1000000000ull;
+      until.tv_sec = (time_t)(t / 1000000000ull);
+      until.tv_nsec = (long)(t % 1000000000ull);
+      pthread_cond_timedwait(&w->cv, &w->mu, &until);
+    }
     if (!w->qhead) break; /* stopping and drained */
     if (w->opts.batch_delay_ms && w->qitems < w->opts.batch_records && !w->stopping) {
       /* Let a commit fill: one fsync for many small messages beats one each. */
@@ -112,6 +152,7 @@ static void *writer_main(void *arg) {
     uint64_t t0 = now_ns(CLOCK_MONOTONIC);
     int rc = pl_store_commit(w->store, w->group, n, now_ns(CLOCK_REALTIME) / 1000000ull);
     uint64_t us = (now_ns(CLOCK_MONOTONIC) - t0) / 1000;
+    report(w, rc, n, items);
 
     pthread_mutex_lock(&w->mu);
     for (size_t i = 0; i < n; i++) {

@@ -57,6 +57,7 @@ typedef struct pl_store_opts {
   int sync_full;               /* 1: fsync every commit; 0: MDB_NOSYNC (fast, not durable) */
   unsigned max_readers;        /* 0: 512 */
   uint64_t chunk_retention_ms; /* how long committed chunk ids are remembered */
+  uint32_t retention_days;     /* 0: keep raw events forever (aggregates are always kept) */
 } pl_store_opts_t;
 
 /* Opens (creating when needed) the store in o->dir and takes the directory's lock, so a
@@ -79,10 +80,18 @@ void pl_store_close(pl_store_t *s);
 int pl_store_commit(pl_store_t *s, pl_batch_t *const *batches, size_t n, uint64_t now_ms);
 
 /* Recomputes every aggregate (days, months, pairs, pair_months, insts, the state's event
- * totals) from the stored events, in transactions of a bounded size. *events gets the
- * number of events read. Returns 0 or an error (the old aggregates stay on failure of the
- * first transaction; later failures leave a partial rebuild that a rerun completes). */
+ * totals) from the stored events, in transactions of a bounded size. Periods before the
+ * retention boundary (state.retained_from, always the first of a month) have no raw events
+ * left: their aggregates are kept as they are, and insts and the totals are recomputed from
+ * the day aggregates. *events gets the number of events read. Returns 0 or an error (a
+ * failure part-way leaves a partial rebuild that a rerun completes). */
 int pl_store_rebuild(pl_store_t *s, uint64_t *events);
+
+/* Background upkeep, one small transaction per call (writer thread, between commits):
+ * clears reader slots left by crashed processes, and deletes up to max raw events (and their idem entries) dated before the retention
+ * boundary: the first of the month holding (last stored day - retention_days + 1).
+ * *more is set when work remains. Returns 0 or an error. */
+int pl_store_maintain(pl_store_t *s, size_t max, int *more);
 
 /* ---- read path: any thread ---- */
 
@@ -146,7 +155,7 @@ typedef struct pl_store_state {
   uint32_t next_id;     /* next dictionary id */
   uint32_t first_day;   /* PL_AGG_NO_DAY when no events */
   uint32_t last_day;
-  uint32_t pad;
+  uint32_t retained_from; /* raw events before this day were deleted by retention (0: none) */
 } pl_store_state_t;
 int pl_store_state(pl_rtxn_t *t, pl_store_state_t *st);
 
@@ -156,7 +165,9 @@ typedef struct pl_store_info {
   uint64_t map_size_max;
   uint64_t used_bytes;
   uint32_t page_size;
-  uint32_t readers;
+  uint32_t readers;         /* reader slots in use at most so far */
+  uint32_t stale_readers;   /* reader slots of crashed processes cleared (at open, and by
+                             * pl_store_maintain while running) */
   uint64_t commits;        /* write transactions committed since open */
   uint64_t commit_errors;  /* groups that failed */
   uint64_t map_grows;      /* times the map was enlarged */

@@ -104,7 +104,7 @@ int tu_add(pl_batch_t *b, const tu_rec_t *r, int64_t entry_sec) {
 }
 
 pl_store_t *tu_store(const char *dir, uint64_t map_size, uint64_t map_max) {
-  pl_store_opts_t o = {dir, map_size, map_max, 0, 0, 600000};
+  pl_store_opts_t o = {dir, map_size, map_max, 0, 0, 600000, 0};
   pl_store_t *s = NULL;
   char err[256];
   int rc = pl_store_open(&s, &o, err, sizeof(err));

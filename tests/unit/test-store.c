@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 #include <msgpack.h>
 
 #include "parley/date.h"
@@ -356,7 +357,7 @@ static void test_aggregates(void **state) {
 
 static void test_lock(void **state) {
   fixture_t *f = *state;
-  pl_store_opts_t o = {f->dir, 4 * MiB, 4 * MiB, 0, 0, 1000};
+  pl_store_opts_t o = {f->dir, 4 * MiB, 4 * MiB, 0, 0, 1000, 0};
   pl_store_t *s2 = NULL;
   char err[256];
   assert_int_equal(pl_store_open(&s2, &o, err, sizeof(err)), PL_ELOCKED);
@@ -512,6 +513,123 @@ static void test_rebuild_equals_incremental(void **state) {
   msgpack_sbuffer_destroy(&after);
 }
 
+/* A tool killed inside a read transaction while the daemon runs leaves a reader slot that
+ * would keep pages from being reused; upkeep clears it without a restart. (This test opens
+ * LMDB directly, as mdb_copy would.) */
+static void test_stale_reader_slots_cleared(void **state) {
+  fixture_t *f = *state;
+  int fds[2], more;
+  pid_t pid;
+  char c;
+  pl_store_info_t info;
+  assert_int_equal(pipe(fds), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    MDB_env *env;
+    MDB_txn *txn;
+    if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 16) ||
+        mdb_env_open(env, f->dir, MDB_RDONLY, 0644) ||
+        mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))
+      _exit(3);
+    if (write(fds[1], "r", 1) != 1) _exit(4);
+    pause(); /* killed here, inside the read transaction */
+    _exit(0);
+  }
+  close(fds[1]);
+  assert_int_equal(read(fds[0], &c, 1), 1);
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  close(fds[0]);
+  pl_store_get_info(f->s, &info);
+  assert_int_equal(info.stale_readers, 0);
+  assert_int_equal(pl_store_maintain(f->s, 10, &more), 0);
+  pl_store_get_info(f->s, &info);
+  assert_int_equal(info.stale_readers, 1);
+}
+
+/* Retention deletes raw events of whole months before the boundary, in bounded slices;
+ * every aggregate stays, and a rebuild afterwards changes nothing. */
+static void test_retention_keeps_aggregates(void **state) {
+  fixture_t *f = *state;
+  char *dir = tu_tempdir("retain");
+  pl_store_opts_t o = {dir, 4 * MiB, 256 * MiB, 0, 0, 600000, 30};
+  pl_store_t *s = NULL;
+  pl_batch_t *b = pl_batch_new();
+  char err[256], date[16], id[32];
+  msgpack_sbuffer before, after;
+  pl_rtxn_t *t;
+  pl_store_state_t st;
+  pl_agg_view_t v;
+  uint64_t events, rebuilt;
+  int more = 1, slices = 0;
+  (void)f;
+  assert_int_equal(pl_store_open(&s, &o, err, sizeof(err)), 0);
+  /* 120 days from 2023-01-01, three events a day */
+  for (uint32_t d = 0; d < 120; d++) {
+    pl_batch_reset(b);
+    for (int k = 0; k < 3; k++) {
+      tu_rec_t r = R(k ? "Busy Institute" : "Quiet Fund", date);
+      pl_date_format(D("2023-01-01") + d, date);
+      snprintf(id, sizeof(id), "r-%u-%d", d, k);
+      r.id = id;
+      r.cps = k == 2 ? "Quiet Fund" : NULL;
+      r.kind = "seminar";
+      tu_add(b, &r, 0);
+    }
+    assert_int_equal(tu_commit1(s, b, 1000), 0);
+  }
+  msgpack_sbuffer_init(&before);
+  msgpack_sbuffer_init(&after);
+  snapshot(s, &before);
+  events = tu_count(s, PL_TAB_EVENTS);
+  assert_int_equal(events, 360);
+  while (more) {
+    assert_int_equal(pl_store_maintain(s, 50, &more), 0);
+    slices++;
+  }
+  assert_true(slices > 2); /* bounded slices */
+  /* last day 2023-04-30; boundary = first of the month of 2023-04-01 = 2023-04-01 */
+  assert_int_equal(pl_store_read_begin(s, &t), 0);
+  assert_int_equal(pl_store_state(t, &st), 0);
+  assert_int_equal(st.retained_from, D("2023-04-01"));
+  assert_int_equal(st.events, 360); /* totals still count every event */
+  assert_int_equal(pl_store_agg(t, 1, pl_date_month(D("2023-01-15")), 0, &v), 0);
+  assert_int_equal(v.events, 93); /* January's aggregate is kept */
+  assert_int_equal(pl_store_agg(t, 0, D("2023-01-15"), id_of(s, "Busy Institute"), &v), 0);
+  assert_int_equal(v.events, 2);
+  pl_store_read_end(t);
+  assert_int_equal(tu_count(s, PL_TAB_EVENTS), 30 * 3);
+  assert_int_equal(tu_count(s, PL_TAB_IDEM), 30 * 3);
+  /* nothing more to do */
+  assert_int_equal(pl_store_maintain(s, 50, &more), 0);
+  assert_false(more);
+  /* a late event for a pruned month is aggregated, then pruned again */
+  pl_batch_reset(b);
+  {
+    tu_rec_t r = R("Quiet Fund", "2023-02-10");
+    tu_add(b, &r, 0);
+  }
+  assert_int_equal(tu_commit1(s, b, 1000), 0);
+  assert_int_equal(tu_count(s, PL_TAB_EVENTS), 91);
+  assert_int_equal(pl_store_maintain(s, 50, &more), 0);
+  assert_int_equal(tu_count(s, PL_TAB_EVENTS), 90);
+  msgpack_sbuffer_clear(&before);
+  snapshot(s, &before);
+  /* rebuild recomputes April from its events and keeps January..March as they were */
+  assert_int_equal(pl_store_rebuild(s, &rebuilt), 0);
+  assert_int_equal(rebuilt, 90);
+  snapshot(s, &after);
+  assert_int_equal(before.size, after.size);
+  assert_memory_equal(before.data, after.data, before.size);
+  msgpack_sbuffer_destroy(&before);
+  msgpack_sbuffer_destroy(&after);
+  pl_batch_free(b);
+  pl_store_close(s);
+  tu_rmrf(dir);
+  free(dir);
+}
+
 /* A child commits batches of BATCH records and reports each commit on a pipe; it is killed
  * with SIGKILL at some point. Reopened, the store holds every reported batch, whole
  * batches only, and aggregates equal to a rebuild. */
@@ -527,7 +645,7 @@ static void test_sigkill_mid_stream(void **state) {
   pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
-    pl_store_opts_t o = {dir, 4 * MiB, 1024 * MiB, 1, 0, 600000};
+    pl_store_opts_t o = {dir, 4 * MiB, 1024 * MiB, 1, 0, 600000, 0};
     pl_store_t *s;
     pl_batch_t *b = pl_batch_new();
     char err[256];
@@ -588,6 +706,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
       cmocka_unit_test_setup_teardown(test_map_grows_then_hits_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rebuild_equals_incremental, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stale_reader_slots_cleared, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_retention_keeps_aggregates, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sigkill_mid_stream, setup, teardown),
   };
   return cmocka_run_group_tests_name("store", tests, NULL, NULL);
