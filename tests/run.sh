@@ -42,7 +42,7 @@ for t in "$BUILD"/tests/test-*; do
   case "$name" in *"$FILTER"*) ;; *) continue ;; esac
   run_one "$name" 600 "$t"
 done
-for t in tests/integration/*.sh tests/crash/*.sh tests/hostile/*.sh; do
+for t in tests/integration/*.sh tests/crash/*.sh tests/hostile/*.sh tests/fuzz/*.sh; do
   [ -f "$t" ] || continue
   name=${t#tests/}
   case "$name" in *"$FILTER"*) ;; *) continue ;; esac
