@@ -263,7 +263,8 @@ int main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   {
-    uint64_t want = d.cfg.max_connections + d.cfg.query_max_connections + 256;
+    uint64_t want = d.cfg.max_connections + d.cfg.query_max_connections +
+                    d.cfg.http_max_connections + 256;
     uint64_t got = pl_net_raise_nofile(want);
     if (got < want)
       pl_log_warn("open-file limit is %llu, below the %llu that max_connections needs",

@@ -160,6 +160,7 @@ static void *writer_main(void *arg) {
       else w->dhead = w->group[i];
       w->dtail = w->group[i];
     }
+    w->stats.last_failed = rc != 0;
     if (rc == 0) {
       w->stats.commits++;
       w->stats.items += items;

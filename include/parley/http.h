@@ -37,6 +37,8 @@ typedef struct pl_http_opts {
 
 typedef struct pl_http_stats {
   uint64_t connections, accepted, requests;
+  uint64_t refused; /* closed at once (after a 503): over max_connections */
+  uint64_t running; /* API requests on the work pool now */
   uint64_t responses_2xx, responses_4xx, responses_5xx;
 } pl_http_stats_t;
 

@@ -25,6 +25,7 @@ typedef struct pl_writer_stats {
   uint64_t commits;
   uint64_t commit_errors;
   uint64_t maintain_errors;        /* failed retention transactions */
+  int last_failed;                 /* the latest commit failed; cleared by the next success */
   uint64_t items;                  /* items committed */
   uint64_t queued_bytes;           /* bytes submitted and not yet completed */
   uint64_t queued_batches;

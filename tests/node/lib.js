@@ -240,6 +240,122 @@ function packedForward(tag, entries, option, {asStr = false, gzip = false} = {})
   return packArray(items);
 }
 
+// A raw HTTP/1.1 client on one connection: write any bytes, read responses one at a time
+// (framed by Content-Length, which parleyd always sends), see when the server closes.
+class HttpConn {
+  // target: a port on 127.0.0.1, or {path} for a unix socket.
+  static connect(target) {
+    return new Promise((resolve, reject) => {
+      const c = new HttpConn();
+      const opts = typeof target === 'object' ? {path: target.path}
+        : {port: target, host: '127.0.0.1'};
+      c.sock = net.connect(opts, () => resolve(c));
+      c.buf = Buffer.alloc(0);
+      c.chunks = []; // received, not yet joined to buf (joined only when buf runs short)
+      c.ended = false;
+      c.waiters = [];
+      const wake = () => c.waiters.splice(0).forEach((w) => w());
+      c.sock.on('data', (b) => { c.chunks.push(b); wake(); });
+      c.sock.on('error', (e) => { c.error = e; reject(e); wake(); });
+      c.closed = new Promise((r) => c.sock.on('close', () => { c.ended = true; wake(); r(); }));
+    });
+  }
+
+  send(data) { this.sock.write(data); }
+
+  // Resolves on the next bytes or close, or after ms.
+  wait(ms) { return new Promise((r) => { this.waiters.push(r); setTimeout(r, ms); }); }
+
+  // The next response: {status, reason, headers (lower-case names), rawHeaders, body, text}.
+  // head: the request was HEAD (a Content-Length but no body follows). Null when the server
+  // closed before a whole response arrived.
+  async response({head = false} = {}, ms = 10000 * SLOW) {
+    const until = Date.now() + ms;
+    for (;;) {
+      const r = this.parseResponse(head);
+      if (r) return r;
+      if (this.chunks.length) {
+        this.buf = Buffer.concat([this.buf, ...this.chunks.splice(0)]);
+        continue;
+      }
+      if (this.ended) return null;
+      if (Date.now() > until) throw new Error('no whole HTTP response within ' + ms + ' ms');
+      await this.wait(50);
+    }
+  }
+
+  parseResponse(head) {
+    const end = this.buf.indexOf('\r\n\r\n');
+    if (end < 0) return null;
+    const lines = this.buf.subarray(0, end).toString('latin1').split('\r\n');
+    const m = /^HTTP\/1\.([01]) (\d{3}) (.*)$/.exec(lines[0]);
+    if (!m) throw new Error('bad status line: ' + JSON.stringify(lines[0]));
+    const headers = {};
+    const rawHeaders = [];
+    for (const l of lines.slice(1)) {
+      const i = l.indexOf(':');
+      const k = l.slice(0, i).toLowerCase();
+      rawHeaders.push([k, l.slice(i + 1).trim()]);
+      headers[k] = l.slice(i + 1).trim();
+    }
+    const len = head ? 0 : +(headers['content-length'] || 0);
+    if (this.buf.length < end + 4 + len) return null;
+    const body = this.buf.subarray(end + 4, end + 4 + len);
+    this.buf = this.buf.subarray(end + 4 + len);
+    return {status: +m[2], reason: m[3], minor: +m[1], headers, rawHeaders, body,
+      text: body.toString('utf8')};
+  }
+
+  end() { this.sock.end(); }
+  destroy() { this.sock.destroy(); }
+
+  // Resolves true if the server closes the connection within ms.
+  async closedWithin(ms = 3000 * SLOW) {
+    return Promise.race([this.closed.then(() => true), sleep(ms).then(() => false)]);
+  }
+}
+
+// One request on a fresh connection. Returns the response (see HttpConn.response); json is
+// the parsed body when it is JSON.
+async function http(target, reqPath, {method = 'GET', headers = {}} = {}) {
+  const c = await HttpConn.connect(target);
+  try {
+    let req = `${method} ${reqPath} HTTP/1.1\r\nHost: 127.0.0.1\r\n`;
+    for (const k in headers) req += `${k}: ${headers[k]}\r\n`;
+    c.send(req + '\r\n');
+    const r = await c.response({head: method === 'HEAD'});
+    if (!r) throw new Error(`${method} ${reqPath}: connection closed without a response`);
+    if (/^application\/json/.test(r.headers['content-type'] || '') && r.body.length)
+      r.json = JSON.parse(r.text);
+    return r;
+  } finally {
+    c.destroy();
+  }
+}
+
+// Stores the sample records through the ingest port (one PackedForward message with a chunk
+// id) and waits for the ack. suffix makes the ids new, so the records are stored again.
+async function loadSample(d, suffix = '') {
+  const recs = sampleRecords().map((r) => Object.assign({}, r, {id: r.id + suffix}));
+  const now = Math.floor(Date.now() / 1000);
+  const chunk = 'sample-' + suffix + '-' + Math.random().toString(36).slice(2);
+  const c = await RawClient.connect(d.ingestPort);
+  c.send(packedForward('track2', recs.map((r) => entry(now, r)), {chunk}));
+  const ack = await c.nextMessage();
+  c.end();
+  if (!ack || ack.ack !== chunk) throw new Error('sample not acked: ' + JSON.stringify(ack));
+  return recs.length;
+}
+
+// Stops a daemon (SIGTERM) and checks it exited 0 with no sanitizer report in its log.
+async function stopClean(d) {
+  const how = await d.stop();
+  if (how.code !== 0)
+    throw new Error(`parleyd exited with ${how.code} (${how.sig}): ${d.log.slice(-2000)}`);
+  const report = d.log.split('\n').filter((l) => /Sanitizer|runtime error:|^\s+#\d+ /.test(l));
+  if (report.length) throw new Error('sanitizer report:\n' + report.slice(0, 30).join('\n'));
+}
+
 // TAP reporting.
 const tests = [];
 function test(name, fn) { tests.push({name, fn}); }
@@ -272,5 +388,5 @@ function eq(a, b, msg) {
 module.exports = {
   BUILD, SLOW, Daemon, RawClient, QueryClient, Raw, sampleRecords, sleep, waitFor,
   eventTime, entry, message, forward, packedForward, packArray, encode, decodeMulti,
-  test, run, assert, eq,
+  test, run, assert, eq, HttpConn, http, loadSample, stopClean,
 };
