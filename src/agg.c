@@ -3,6 +3,7 @@
  * the totals without decoding and find one id by binary search. */
 #include "parley/agg.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -299,6 +300,7 @@ pl_agg_entry_t *pl_idmap_get(const pl_idmap_t *m, uint32_t id) {
 
 pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64_t participants) {
   uint32_t j;
+  assert(id != 0); /* 0 marks an empty slot; dictionary ids start at 1 */
   if ((m->n + 1) * 4 > m->cap * 3 && grow(m)) return NULL;
   for (j = hash_id(id) & (m->cap - 1); m->slots[j].id && m->slots[j].id != id;
        j = (j + 1) & (m->cap - 1)) {

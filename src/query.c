@@ -1,0 +1,1765 @@
+/* Query ops (SPEC "Query protocol"): arguments checked against each op's list, one read
+ * transaction per request, answers summed from the aggregate tables (whole months plus edge
+ * days) and, where the aggregates cannot answer, from a scan of the events in range. */
+#include "parley/query.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "parley/agg.h"
+#include "parley/date.h"
+#include "parley/error.h"
+#include "parley/record.h"
+
+#define QFAIL (-1) /* the reply's error is set in the context */
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_KEY 511 /* LMDB's key limit: no stored name is longer */
+#define QUOTE_MAX 64
+
+enum { BY_EVENTS, BY_PARTICIPANTS, BY_COUNTERPARTS };
+
+static const char *const errcodes[] = {"bad_request", "unknown_op",  "not_found",
+                                       "too_large",   "unavailable", "internal"};
+
+const char *pl_query_errcode(pl_qerr_t e) {
+  return (unsigned)e < ARRAY_LEN(errcodes) ? errcodes[e] : "internal";
+}
+
+/* ---- per-thread working memory ---- */
+
+typedef struct pairset {
+  uint64_t *slots; /* 0 marks an empty slot: ids start at 1 */
+  uint32_t cap, n;
+} pairset_t;
+
+/* A request needs a few tables sized by what it reads: hundreds of KB for a busy
+ * institution. Allocated and freed per request, they made glibc give the top of the heap
+ * back to the kernel after nearly every query, and the page-table work that followed cost
+ * more than the query. So each thread keeps them from one request to the next, and lets go
+ * of any that one request made large. */
+#define KEEP_MAP_SLOTS 8192
+#define KEEP_SET_SLOTS 262144
+#define KEEP_BYTES (1u << 20)
+
+typedef struct scratch {
+  pl_idmap_t map[PL_AGG_COUNTERPARTS + 1];
+  pairset_t set;
+  void *buf[3]; /* 0: rank rows; 1: result rows; 2: sorting */
+  size_t cap[3];
+  msgpack_sbuffer out; /* the result, before it is framed into the reply */
+} scratch_t;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+static __thread scratch_t *scratch_mine;
+
+static void scratch_free(void *p) {
+  scratch_t *sc = p;
+  for (size_t i = 0; i < ARRAY_LEN(sc->map); i++) pl_idmap_free(&sc->map[i]);
+  free(sc->set.slots);
+  for (size_t i = 0; i < ARRAY_LEN(sc->buf); i++) free(sc->buf[i]);
+  msgpack_sbuffer_destroy(&sc->out);
+  free(sc);
+}
+
+static void scratch_key_init(void) {
+  scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+/* The calling thread's working memory (freed when the thread exits), or NULL. */
+static scratch_t *scratch_get(void) {
+  scratch_t *sc = scratch_mine;
+  if (sc) return sc;
+  pthread_once(&scratch_once, scratch_key_init);
+  if (!(sc = calloc(1, sizeof(*sc)))) return NULL;
+  msgpack_sbuffer_init(&sc->out);
+  if (scratch_key_ok) pthread_setspecific(scratch_key, sc);
+  scratch_mine = sc;
+  return sc;
+}
+
+static void scratch_trim(scratch_t *sc) {
+  for (size_t i = 0; i < ARRAY_LEN(sc->map); i++)
+    if (sc->map[i].cap > KEEP_MAP_SLOTS) pl_idmap_free(&sc->map[i]);
+  if (sc->set.cap > KEEP_SET_SLOTS) {
+    free(sc->set.slots);
+    memset(&sc->set, 0, sizeof(sc->set));
+  }
+  for (size_t i = 0; i < ARRAY_LEN(sc->buf); i++)
+    if (sc->cap[i] > KEEP_BYTES) {
+      free(sc->buf[i]);
+      sc->buf[i] = NULL;
+      sc->cap[i] = 0;
+    }
+  if (sc->out.alloc > KEEP_BYTES) {
+    msgpack_sbuffer_destroy(&sc->out);
+    msgpack_sbuffer_init(&sc->out);
+  }
+  sc->out.size = 0;
+}
+
+/* At least n bytes of buffer i, contents undefined; NULL when out of memory. */
+static void *scratch_buf(scratch_t *sc, int i, size_t n) {
+  if (n > sc->cap[i]) {
+    size_t cap = sc->cap[i] ? sc->cap[i] : 4096;
+    while (cap < n) cap *= 2;
+    free(sc->buf[i]);
+    sc->cap[i] = 0;
+    if (!(sc->buf[i] = malloc(cap))) return NULL;
+    sc->cap[i] = cap;
+  }
+  return sc->buf[i];
+}
+
+static pl_idmap_t *scratch_map(scratch_t *sc, int i) {
+  pl_idmap_clear(&sc->map[i]);
+  return &sc->map[i];
+}
+
+static pairset_t *scratch_set(scratch_t *sc) {
+  if (sc->set.slots) memset(sc->set.slots, 0, (size_t)sc->set.cap * sizeof(*sc->set.slots));
+  sc->set.n = 0;
+  return &sc->set;
+}
+
+/* ---- context, errors, output ---- */
+
+typedef struct outbuf {
+  msgpack_sbuffer *sb;
+  int oom;
+} outbuf_t;
+
+typedef struct qctx qctx_t;
+
+typedef struct op_def {
+  const char *name;
+  int (*fn)(qctx_t *q);
+  int txn;             /* needs a read transaction */
+  const char *args[8]; /* accepted arguments besides op and req, NULL-terminated */
+} op_def_t;
+
+struct qctx {
+  pl_store_t *s;
+  const pl_query_env_t *env;
+  const msgpack_object *req; /* the request map */
+  const op_def_t *op;
+  scratch_t *sc;
+  pl_rtxn_t *t;
+  pl_store_state_t st;
+  msgpack_packer pk; /* packs the result */
+  outbuf_t out;
+  pl_qerr_t code;
+  char msg[512];
+};
+
+/* Packing calls are not checked one by one: a failed write marks the buffer, which is then
+ * thrown away whole. */
+static int out_write(void *data, const char *buf, size_t len) {
+  outbuf_t *o = data;
+  if (o->oom) return -1;
+  if (len == 0) return 0;
+  if (msgpack_sbuffer_write(o->sb, buf, len) != 0) {
+    o->oom = 1;
+    return -1;
+  }
+  return 0;
+}
+
+__attribute__((format(printf, 3, 4))) static int fail(qctx_t *q, pl_qerr_t code, const char *fmt,
+                                                      ...) {
+  va_list ap;
+  q->code = code;
+  va_start(ap, fmt);
+  vsnprintf(q->msg, sizeof(q->msg), fmt, ap);
+  va_end(ap);
+  return QFAIL;
+}
+
+static int store_fail(qctx_t *q, int rc) {
+  if (rc == PL_ENOMEM) return fail(q, PL_QERR_INTERNAL, "out of memory");
+  return fail(q, PL_QERR_INTERNAL, "cannot read the store: %s", pl_strerror(rc));
+}
+
+/* Copies a request string into a message as at most QUOTE_MAX bytes of printable UTF-8:
+ * control bytes, quotes and bytes that are not UTF-8 become \xNN, so a reply stays one line
+ * of valid text whatever the client sent. */
+static const char *quote(char *out, size_t cap, const char *p, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0, i = 0;
+  while (i < n && i < QUOTE_MAX && o + 12 < cap) {
+    unsigned char c = (unsigned char)p[i];
+    size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+      out[o++] = (char)c;
+      i++;
+    } else if (c >= 0x80 && i + len <= n && pl_utf8_valid(p + i, len)) {
+      memcpy(out + o, p + i, len);
+      o += len;
+      i += len;
+    } else {
+      out[o++] = '\\';
+      out[o++] = 'x';
+      out[o++] = hex[c >> 4];
+      out[o++] = hex[c & 15];
+      i++;
+    }
+  }
+  if (i < n) {
+    memcpy(out + o, "...", 3);
+    o += 3;
+  }
+  out[o] = '\0';
+  return out;
+}
+
+static void pack_lit(msgpack_packer *pk, const char *s) {
+  msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+static void pack_str(msgpack_packer *pk, pl_str_t s) { msgpack_pack_str_with_body(pk, s.p, s.n); }
+
+static void pack_day(msgpack_packer *pk, uint32_t day) {
+  char s[11];
+  if (day == PL_AGG_NO_DAY) {
+    msgpack_pack_nil(pk);
+    return;
+  }
+  pl_date_format(day, s);
+  msgpack_pack_str_with_body(pk, s, PL_DATE_LEN);
+}
+
+static int key_is(const msgpack_object *k, const char *name) {
+  size_t n = strlen(name);
+  return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+         memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+/* The value of a request key, nil included; NULL when absent or req is not a map. */
+static const msgpack_object *field(const msgpack_object *req, const char *name) {
+  if (!req || req->type != MSGPACK_OBJECT_MAP) return NULL;
+  for (uint32_t i = 0; i < req->via.map.size; i++)
+    if (key_is(&req->via.map.ptr[i].key, name)) return &req->via.map.ptr[i].val;
+  return NULL;
+}
+
+static int pack_req(msgpack_packer *pk, const msgpack_object *req) {
+  const msgpack_object *r = field(req, "req");
+  if (msgpack_pack_str_with_body(pk, "req", 3)) return PL_ENOMEM;
+  return (r ? msgpack_pack_object(pk, *r) : msgpack_pack_nil(pk)) ? PL_ENOMEM : 0;
+}
+
+int pl_query_pack_error(msgpack_packer *pk, const msgpack_object *req, pl_qerr_t code,
+                        const char *message) {
+  if (msgpack_pack_map(pk, 3) || pack_req(pk, req) || msgpack_pack_str_with_body(pk, "ok", 2) ||
+      msgpack_pack_false(pk) || msgpack_pack_str_with_body(pk, "error", 5) ||
+      msgpack_pack_map(pk, 2) || msgpack_pack_str_with_body(pk, "code", 4))
+    return PL_ENOMEM;
+  if (msgpack_pack_str_with_body(pk, pl_query_errcode(code), strlen(pl_query_errcode(code))) ||
+      msgpack_pack_str_with_body(pk, "message", 7) ||
+      msgpack_pack_str_with_body(pk, message, strlen(message)))
+    return PL_ENOMEM;
+  return 0;
+}
+
+pl_str_t pl_query_op_name(const msgpack_object *req) {
+  const msgpack_object *op = field(req, "op");
+  if (!op || op->type != MSGPACK_OBJECT_STR) return pl_str("", 0);
+  return pl_str(op->via.str.ptr, op->via.str.size);
+}
+
+/* ---- arguments ---- */
+
+/* An argument's value; NULL when absent or nil, so nil means "use the default". */
+static const msgpack_object *arg(const qctx_t *q, const char *name) {
+  const msgpack_object *v = field(q->req, name);
+  return v && v->type != MSGPACK_OBJECT_NIL ? v : NULL;
+}
+
+/* A count: a positive msgpack integer or a decimal string (the HTTP layer passes strings).
+ * Out of 1..max is bad_request, except above max when big_is_too_large. */
+static int arg_uint(qctx_t *q, const char *name, uint64_t def, uint64_t max, int big_is_too_large,
+                    uint64_t *out) {
+  const msgpack_object *o = arg(q, name);
+  uint64_t v = 0;
+  char text[32];
+  int ok = 1;
+  if (!o) {
+    *out = def;
+    return 0;
+  }
+  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+    v = o->via.u64;
+    snprintf(text, sizeof(text), "%llu", (unsigned long long)v);
+  } else if (o->type == MSGPACK_OBJECT_STR && o->via.str.size > 0) {
+    const char *p = o->via.str.ptr;
+    uint32_t n = o->via.str.size;
+    for (uint32_t i = 0; i < n && ok; i++) {
+      if (p[i] < '0' || p[i] > '9')
+        ok = 0;
+      else
+        v = v > (UINT64_MAX - 9) / 10 ? UINT64_MAX : v * 10 + (uint64_t)(p[i] - '0');
+    }
+    snprintf(text, sizeof(text), "%.*s%s", (int)(n > 20 ? 20 : n), p, n > 20 ? "..." : "");
+  } else {
+    ok = 0;
+  }
+  if (!ok || v < 1 || (v > max && !big_is_too_large))
+    return fail(q, PL_QERR_BAD_REQUEST, "%s must be an integer 1..%llu", name,
+                (unsigned long long)max);
+  if (v > max)
+    return fail(q, PL_QERR_TOO_LARGE, "%s %s is above %llu", name, text, (unsigned long long)max);
+  *out = v;
+  return 0;
+}
+
+static int arg_date(qctx_t *q, const char *name, uint32_t *day, int *given) {
+  const msgpack_object *o = arg(q, name);
+  *given = o != NULL;
+  if (!o) return 0;
+  if (o->type != MSGPACK_OBJECT_STR || pl_date_parse(o->via.str.ptr, o->via.str.size, day) != 0)
+    return fail(q, PL_QERR_BAD_REQUEST,
+                "%s must be a date YYYY-MM-DD between 1900-01-01 and 2199-12-31", name);
+  return 0;
+}
+
+static int arg_str(qctx_t *q, const char *name, pl_str_t *s, int *given) {
+  const msgpack_object *o = arg(q, name);
+  *given = o != NULL;
+  *s = pl_str("", 0);
+  if (!o) return 0;
+  if (o->type != MSGPACK_OBJECT_STR)
+    return fail(q, PL_QERR_BAD_REQUEST, "%s must be a string", name);
+  *s = pl_str(o->via.str.ptr, o->via.str.size);
+  return 0;
+}
+
+static int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* An institution name, trimmed as the record rules trim it when it is stored. */
+static int arg_name(qctx_t *q, const char *name, pl_str_t *s, int *given) {
+  int rc = arg_str(q, name, s, given);
+  if (rc) return rc;
+  while (s->n > 0 && is_space(s->p[s->n - 1])) s->n--;
+  while (s->n > 0 && is_space(*s->p)) s->p++, s->n--;
+  if (*given && s->n == 0) return fail(q, PL_QERR_BAD_REQUEST, "%s must not be empty", name);
+  return 0;
+}
+
+static int arg_choice(qctx_t *q, const char *name, const char *const *choices, int def,
+                      const char *rule, int *out) {
+  pl_str_t s;
+  int given, rc = arg_str(q, name, &s, &given);
+  if (rc) return rc;
+  *out = def;
+  if (!given) return 0;
+  for (int i = 0; choices[i]; i++)
+    if (pl_str_eq(s, choices[i])) {
+      *out = i;
+      return 0;
+    }
+  return fail(q, PL_QERR_BAD_REQUEST, "%s must be one of %s", name, rule);
+}
+
+/* [as_of - window + 1, as_of], clamped at day 0. *none is set when as_of has to default
+ * and the store holds no events. */
+static int arg_window(qctx_t *q, uint32_t *from, uint32_t *to, uint32_t *window, int *none) {
+  uint64_t w;
+  int given, rc;
+  if ((rc = arg_uint(q, "window", 30, PL_QUERY_MAX_WINDOW, 0, &w))) return rc;
+  if ((rc = arg_date(q, "as_of", to, &given))) return rc;
+  *window = (uint32_t)w;
+  *none = !given && q->st.last_day == PL_AGG_NO_DAY;
+  if (*none) return 0;
+  if (!given) *to = q->st.last_day;
+  *from = *to >= *window - 1 ? *to - (*window - 1) : 0;
+  return 0;
+}
+
+/* from and to, defaulting to the first and the latest event date. */
+static int arg_range(qctx_t *q, uint32_t *from, uint32_t *to, int *none) {
+  char a[11], b[11];
+  int gf, gt, rc;
+  if ((rc = arg_date(q, "from", from, &gf)) || (rc = arg_date(q, "to", to, &gt))) return rc;
+  *none = (!gf || !gt) && q->st.first_day == PL_AGG_NO_DAY;
+  if (*none) return 0;
+  if (!gf) *from = q->st.first_day;
+  if (!gt) *to = q->st.last_day;
+  if (*from <= *to) return 0;
+  pl_date_format(*from, a);
+  pl_date_format(*to, b);
+  return fail(q, PL_QERR_BAD_REQUEST, "from %s%s is after to %s%s", a,
+              gf ? "" : " (the first event date)", b, gt ? "" : " (the latest event date)");
+}
+
+/* An institution is known when it reported an event or was named as a counterpart. */
+static int find_inst(qctx_t *q, pl_str_t name, uint32_t *id) {
+  pl_store_inst_t info;
+  char qs[QUOTE_MAX * 4 + 16];
+  int rc = name.n > MAX_KEY ? PL_ENOTFOUND : pl_store_id(q->t, name.p, name.n, id);
+  if (rc == 0) rc = pl_store_inst(q->t, *id, &info);
+  if (rc == PL_ENOTFOUND)
+    return fail(q, PL_QERR_NOT_FOUND, "institution \"%s\" not found",
+                quote(qs, sizeof(qs), name.p, name.n));
+  return rc ? store_fail(q, rc) : 0;
+}
+
+/* Dictionary id of a filter value; 0 when the store never saw it (nothing can match). */
+static int find_word(qctx_t *q, pl_str_t s, uint32_t *id) {
+  int rc = pl_store_id(q->t, s.p, s.n, id);
+  if (rc == PL_ENOTFOUND) *id = 0;
+  return rc == PL_ENOTFOUND ? 0 : rc;
+}
+
+/* ---- cursors of paged ops: a letter naming the table, then the last key in hex ---- */
+
+static void cursor_text(char *out, char tag, const unsigned char *key, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  out[0] = tag;
+  for (size_t i = 0; i < n; i++) {
+    out[1 + 2 * i] = hex[key[i] >> 4];
+    out[2 + 2 * i] = hex[key[i] & 15];
+  }
+  out[1 + 2 * n] = '\0';
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* Reads the after argument into key[0..n). Returns 1 when given, 0 when absent. */
+static int arg_cursor(qctx_t *q, char tag, unsigned char *key, size_t n) {
+  const msgpack_object *o = arg(q, "after");
+  if (!o) return 0;
+  if (o->type != MSGPACK_OBJECT_STR || o->via.str.size != 1 + 2 * n || o->via.str.ptr[0] != tag)
+    goto bad;
+  for (size_t i = 0; i < n; i++) {
+    int hi = hexval(o->via.str.ptr[1 + 2 * i]), lo = hexval(o->via.str.ptr[2 + 2 * i]);
+    if (hi < 0 || lo < 0) goto bad;
+    key[i] = (unsigned char)(hi << 4 | lo);
+  }
+  return 1;
+bad:
+  return fail(q, PL_QERR_BAD_REQUEST, "after must be a cursor from a previous %s reply",
+              q->op->name);
+}
+
+/* Adds one to a big-endian key. Returns 1 when it wrapped (there is no next key). */
+static int key_inc(unsigned char *key, size_t n) {
+  for (size_t i = n; i-- > 0;)
+    if (++key[i] != 0) return 0;
+  return 1;
+}
+
+/* ---- walking aggregates over a day range ---- */
+
+typedef int (*visit_fn)(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key);
+
+typedef struct walk {
+  pl_rtxn_t *t;
+  int pair;       /* pairs tables instead of days and months */
+  uint32_t a, b;  /* the institution (a), or the pair */
+  uint32_t month; /* month of the cached month aggregate, UINT32_MAX when none */
+  int month_found;
+  uint32_t month_first, month_last;
+} walk_t;
+
+static void walk_init(walk_t *w, pl_rtxn_t *t, int pair, uint32_t a, uint32_t b) {
+  w->t = t;
+  w->pair = pair;
+  w->a = a;
+  w->b = b;
+  w->month = UINT32_MAX;
+  w->month_found = 0;
+  w->month_first = w->month_last = 0;
+}
+
+static int walk_get(walk_t *w, int months, uint32_t period, pl_agg_view_t *v) {
+  return w->pair ? pl_store_pair(w->t, months, period, w->a, w->b, v)
+                 : pl_store_agg(w->t, months, period, w->a, v);
+}
+
+/* Visits the aggregates that count [from, to] exactly: whole months from the month table,
+ * edge days from the day table. An edge day is read only when its month's aggregate has an
+ * event between its first and last day, which spares most reads for quiet institutions. */
+static int walk_range(walk_t *w, uint32_t from, uint32_t to, visit_fn fn, void *arg) {
+  pl_agg_piece_t buf[64], *p = buf;
+  pl_agg_view_t v;
+  size_t n = pl_agg_cover(from, to, buf, ARRAY_LEN(buf));
+  int rc = 0;
+  if (n > ARRAY_LEN(buf)) {
+    p = malloc(n * sizeof(*p));
+    if (!p) return PL_ENOMEM;
+    pl_agg_cover(from, to, p, n);
+  }
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    uint32_t key = p[i].key;
+    if (!p[i].is_month) {
+      uint32_t m = pl_date_month(key);
+      if (m != w->month) {
+        rc = walk_get(w, 1, m, &v);
+        if (rc && rc != PL_ENOTFOUND) break;
+        w->month = m;
+        w->month_found = rc == 0;
+        if (rc == 0) {
+          w->month_first = v.first_day;
+          w->month_last = v.last_day;
+        }
+        rc = 0;
+      }
+      if (!w->month_found || key < w->month_first || key > w->month_last) continue;
+    }
+    rc = walk_get(w, p[i].is_month, key, &v);
+    if (rc == 0)
+      rc = fn(arg, &v, p[i].is_month, key);
+    else if (rc == PL_ENOTFOUND)
+      rc = 0;
+  }
+  if (p != buf) free(p);
+  return rc;
+}
+
+/* ---- ranking: value desc, then name ---- */
+
+/* A row to rank, kept to 32 bytes: sorting moves whole rows. */
+typedef struct rank {
+  uint64_t value;
+  uint64_t prefix; /* the name's first 8 bytes, big-endian: most comparisons end there */
+  const char *name;
+  uint32_t name_n;
+  uint32_t id;
+} rank_t;
+
+/* Answer order: value desc, then name (bytes). */
+static int rank_before(const rank_t *a, const rank_t *b) {
+  size_t n = a->name_n < b->name_n ? a->name_n : b->name_n;
+  int c;
+  if (a->value != b->value) return a->value > b->value;
+  if (a->prefix != b->prefix) return a->prefix < b->prefix;
+  c = n ? memcmp(a->name, b->name, n) : 0;
+  return c ? c < 0 : a->name_n < b->name_n;
+}
+
+static int rank_less(const rank_t *a, const rank_t *b, int by_id) {
+  return by_id ? a->id < b->id : rank_before(a, b);
+}
+
+/* Sorts r[0..n) by id or in answer order, using tmp (n rows): insertion sort of short
+ * runs, then merges. qsort's comparator calls and its own allocations cost more than the
+ * comparisons on the thousand-entry maps a busy institution has. */
+static void rank_sort(rank_t *r, rank_t *tmp, size_t n, int by_id) {
+  rank_t *src = r, *dst = tmp;
+  for (size_t lo = 0; lo < n; lo += 16) {
+    size_t hi = lo + 16 < n ? lo + 16 : n;
+    for (size_t i = lo + 1; i < hi; i++) {
+      rank_t x = r[i];
+      size_t j = i;
+      for (; j > lo && rank_less(&x, &r[j - 1], by_id); j--) r[j] = r[j - 1];
+      r[j] = x;
+    }
+  }
+  for (size_t w = 16; w < n; w *= 2) {
+    rank_t *t;
+    for (size_t lo = 0; lo < n; lo += 2 * w) {
+      size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+      size_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi) dst[k++] = rank_less(&src[j], &src[i], by_id) ? src[j++] : src[i++];
+      while (i < mid) dst[k++] = src[i++];
+      while (j < hi) dst[k++] = src[j++];
+    }
+    t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != r) memcpy(r, src, n * sizeof(*r));
+}
+
+static void rank_swap(rank_t *a, rank_t *b) {
+  rank_t t = *a;
+  *a = *b;
+  *b = t;
+}
+
+/* The k-th largest value of r[0..n) (k from 0), reordering r: a selection with a three-way
+ * partition, since counts tie a lot. */
+static uint64_t rank_kth(rank_t *r, size_t n, size_t k) {
+  size_t lo = 0, hi = n;
+  while (hi - lo > 1) {
+    uint64_t pivot = r[lo + (hi - lo) / 2].value;
+    size_t lt = lo, i = lo, gt = hi;
+    while (i < gt) {
+      if (r[i].value > pivot)
+        rank_swap(&r[lt++], &r[i++]);
+      else if (r[i].value < pivot)
+        rank_swap(&r[i], &r[--gt]);
+      else
+        i++;
+    }
+    if (k < lt)
+      hi = lt;
+    else if (k >= gt)
+      lo = gt;
+    else
+      return pivot;
+  }
+  return r[lo].value;
+}
+
+/* Rows of an id map for ranking: the participants counter or the events one, without the
+ * zeros when skip_zero, in scratch buffer 0. */
+static int rank_from_map(scratch_t *sc, const pl_idmap_t *m, int parts, int skip_zero, rank_t **out,
+                         size_t *n) {
+  rank_t *r = scratch_buf(sc, 0, (m->n ? m->n : 1) * sizeof(*r));
+  size_t k = 0;
+  if (!r) return PL_ENOMEM;
+  for (uint32_t i = 0; i < m->cap; i++) {
+    const pl_agg_entry_t *e = &m->slots[i];
+    uint64_t v = parts ? e->participants : e->events;
+    if (!e->id || (skip_zero && v == 0)) continue;
+    r[k].id = e->id;
+    r[k].value = v;
+    k++;
+  }
+  *out = r;
+  *n = k;
+  return 0;
+}
+
+/* Reads the names of r[0..m) in id order: the names table is keyed by id, so one cursor
+ * steps from one wanted name to the next, seeking only across wide gaps. */
+static int rank_names(pl_rtxn_t *t, rank_t *r, rank_t *tmp, size_t m) {
+  pl_cursor_t *c;
+  pl_str_t k, v;
+  uint32_t at = 0;
+  int rc;
+  rank_sort(r, tmp, m, 1);
+  if ((rc = pl_store_cursor_open(t, PL_TAB_NAMES, &c))) return rc;
+  for (size_t i = 0; i < m && rc == 0; i++) {
+    unsigned char key[4], pre[8] = {0};
+    if (i > 0 && r[i].id > at && r[i].id - at <= 16) {
+      while (rc == 0 && at < r[i].id) {
+        rc = pl_store_cursor_next(c, &k, &v);
+        at = rc == 0 && k.n == 4 ? pl_be32_get((const unsigned char *)k.p) : UINT32_MAX;
+      }
+    } else {
+      pl_be32_put(key, r[i].id);
+      rc = pl_store_cursor_seek(c, key, 4, &k, &v);
+      at = rc == 0 && k.n == 4 ? pl_be32_get((const unsigned char *)k.p) : UINT32_MAX;
+    }
+    if (rc == PL_ENOTFOUND || (rc == 0 && at != r[i].id)) rc = PL_ECORRUPT;
+    if (rc == 0) {
+      memcpy(pre, v.p, v.n < 8 ? v.n : 8);
+      r[i].prefix = pl_be64_get(pre);
+      r[i].name = v.p;
+      r[i].name_n = v.n;
+    }
+  }
+  pl_store_cursor_close(c);
+  return rc;
+}
+
+/* Puts the first min(n, limit) rows of r in answer order; *out gets how many. Names are
+ * read only for rows whose value reaches the limit-th value: a row below it cannot be in
+ * the answer whatever its name. */
+static int rank_order(qctx_t *q, rank_t *r, size_t n, size_t limit, size_t *out) {
+  rank_t *tmp;
+  size_t m = n;
+  int rc;
+  if (n > limit) {
+    uint64_t cut = rank_kth(r, n, limit - 1);
+    m = 0;
+    for (size_t i = 0; i < n; i++)
+      if (r[i].value >= cut) rank_swap(&r[m++], &r[i]);
+  }
+  if (!(tmp = scratch_buf(q->sc, 2, (m ? m : 1) * sizeof(*tmp)))) return PL_ENOMEM;
+  if ((rc = rank_names(q->t, r, tmp, m))) return rc;
+  rank_sort(r, tmp, m, 0);
+  *out = m < limit ? m : limit;
+  return 0;
+}
+
+/* Packs {name: count} for every entry of m, by count desc then name. */
+static int pack_counts(qctx_t *q, const pl_idmap_t *m, int parts) {
+  rank_t *r;
+  size_t n, k;
+  int rc = rank_from_map(q->sc, m, parts, 0, &r, &n);
+  if (rc == 0) rc = rank_order(q, r, n, n, &k);
+  if (rc == 0) {
+    msgpack_pack_map(&q->pk, (uint32_t)k);
+    for (size_t i = 0; i < k; i++) {
+      msgpack_pack_str_with_body(&q->pk, r[i].name, r[i].name_n);
+      msgpack_pack_uint64(&q->pk, r[i].value);
+    }
+  }
+  return rc;
+}
+
+/* ---- scanning events ---- */
+
+/* Walks the events table over [from, to] in key order, from the key lo on. With an
+ * institution, each day is one seek to (day, inst), and months whose aggregate shows no
+ * event of it, or days outside its first..last day there, are skipped without a read. */
+typedef struct evscan {
+  pl_rtxn_t *t;
+  pl_cursor_t *c;
+  uint32_t inst; /* 0: every institution */
+  uint32_t to;
+  unsigned char lo[16];
+  uint32_t day;
+  int started, in_day, done;
+  uint32_t month, month_first, month_last;
+  int month_found;
+} evscan_t;
+
+static void evscan_init(evscan_t *e, pl_rtxn_t *t, pl_cursor_t *c, uint32_t from, uint32_t to,
+                        uint32_t inst, const unsigned char *after) {
+  memset(e, 0, sizeof(*e));
+  e->t = t;
+  e->c = c;
+  e->inst = inst;
+  e->to = to;
+  e->month = UINT32_MAX;
+  pl_key_event(e->lo, from, 0, 0);
+  if (after) {
+    unsigned char next[16];
+    memcpy(next, after, 16);
+    if (key_inc(next, 16))
+      e->done = 1;
+    else if (memcmp(next, e->lo, 16) > 0)
+      memcpy(e->lo, next, 16);
+  }
+  e->day = pl_be32_get(e->lo);
+}
+
+static int same_day_inst(pl_str_t k, uint32_t day, uint32_t inst) {
+  return k.n == 16 && pl_be32_get((const unsigned char *)k.p) == day &&
+         pl_be32_get((const unsigned char *)k.p + 4) == inst;
+}
+
+/* Returns 0 with the next event, PL_ENOTFOUND past the end, or an error. */
+static int evscan_next(evscan_t *e, pl_str_t *k, pl_str_t *v) {
+  unsigned char key[16];
+  pl_agg_view_t mv;
+  int rc;
+  if (e->done) return PL_ENOTFOUND;
+  if (!e->inst) {
+    if (e->started)
+      rc = pl_store_cursor_next(e->c, k, v);
+    else
+      rc = pl_store_cursor_seek(e->c, e->lo, 16, k, v);
+    e->started = 1;
+    if (rc == 0 && k->n != 16) return PL_ECORRUPT;
+    if (rc == 0 && pl_be32_get((const unsigned char *)k->p) > e->to) rc = PL_ENOTFOUND;
+    if (rc == PL_ENOTFOUND) e->done = 1;
+    return rc;
+  }
+  if (e->in_day) {
+    rc = pl_store_cursor_next(e->c, k, v);
+    if (rc == 0 && same_day_inst(*k, e->day, e->inst)) return 0;
+    if (rc && rc != PL_ENOTFOUND) return rc;
+    e->in_day = 0;
+    e->day++;
+  }
+  while (e->day <= e->to) {
+    uint32_t m = pl_date_month(e->day);
+    if (m != e->month) {
+      rc = pl_store_agg(e->t, 1, m, e->inst, &mv);
+      if (rc && rc != PL_ENOTFOUND) return rc;
+      e->month = m;
+      e->month_found = rc == 0;
+      if (rc == 0) {
+        e->month_first = mv.first_day;
+        e->month_last = mv.last_day;
+      }
+    }
+    if (!e->month_found || e->day > e->month_last) {
+      e->day = pl_date_month_first(m) + (uint32_t)pl_date_month_len(m);
+      continue;
+    }
+    if (e->day < e->month_first) e->day = e->month_first;
+    if (e->day > e->to) break;
+    pl_key_event(key, e->day, e->inst, 0);
+    if (memcmp(key, e->lo, 16) < 0) memcpy(key, e->lo, 16);
+    rc = pl_store_cursor_seek(e->c, key, 16, k, v);
+    if (rc && rc != PL_ENOTFOUND) return rc;
+    if (rc == 0 && same_day_inst(*k, e->day, e->inst)) {
+      e->in_day = 1;
+      return 0;
+    }
+    e->day++;
+  }
+  e->done = 1;
+  return PL_ENOTFOUND;
+}
+
+typedef struct filt {
+  int has_kind, has_topic, has_format;
+  pl_str_t kind, topic, format;
+} filt_t;
+
+static int str_same(pl_str_t a, pl_str_t b) {
+  return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+static int rec_match(const pl_record_t *r, const filt_t *f) {
+  int found = !f->has_topic;
+  if (f->has_kind && !str_same(r->kind, f->kind)) return 0;
+  if (f->has_format && !str_same(r->format, f->format)) return 0;
+  for (uint32_t i = 0; i < r->ntopics && !found; i++) found = str_same(r->topics[i], f->topic);
+  return found;
+}
+
+/* ---- sets of (institution, counterpart), for distinct counts ---- */
+
+static uint32_t mix64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return (uint32_t)x;
+}
+
+/* Returns 1 when (a, b) is new, 0 when it was there, or PL_ENOMEM. */
+static int pairset_add(pairset_t *s, uint32_t a, uint32_t b) {
+  uint64_t key = (uint64_t)a << 32 | b;
+  uint32_t j;
+  if ((s->n + 1) * 4 > s->cap * 3) {
+    uint32_t cap = s->cap ? s->cap * 2 : 1024;
+    uint64_t *slots = calloc(cap, sizeof(*slots));
+    if (!slots) return PL_ENOMEM;
+    for (uint32_t i = 0; i < s->cap; i++) {
+      if (!s->slots[i]) continue;
+      for (j = mix64(s->slots[i]) & (cap - 1); slots[j]; j = (j + 1) & (cap - 1)) {
+      }
+      slots[j] = s->slots[i];
+    }
+    free(s->slots);
+    s->slots = slots;
+    s->cap = cap;
+  }
+  for (j = mix64(key) & (s->cap - 1); s->slots[j]; j = (j + 1) & (s->cap - 1))
+    if (s->slots[j] == key) return 0;
+  s->slots[j] = key;
+  s->n++;
+  return 1;
+}
+
+/* ---- ping, stats ---- */
+
+static int op_ping(qctx_t *q) {
+  const char *version = q->env && q->env->version ? q->env->version : "";
+  msgpack_pack_map(&q->pk, 2);
+  pack_lit(&q->pk, "pong");
+  msgpack_pack_true(&q->pk);
+  pack_lit(&q->pk, "version");
+  pack_lit(&q->pk, version);
+  return 0;
+}
+
+static int op_stats(qctx_t *q) {
+  pl_store_info_t info;
+  msgpack_packer *pk = &q->pk;
+  pl_store_get_info(q->s, &info);
+  msgpack_pack_map(pk, 9);
+  pack_lit(pk, "events");
+  msgpack_pack_uint64(pk, q->st.events);
+  pack_lit(pk, "institutions");
+  msgpack_pack_uint64(pk, q->st.institutions);
+  pack_lit(pk, "rejected");
+  msgpack_pack_uint64(pk, q->st.rejected);
+  pack_lit(pk, "duplicates");
+  msgpack_pack_uint64(pk, q->st.duplicates);
+  pack_lit(pk, "first_date");
+  pack_day(pk, q->st.first_day);
+  pack_lit(pk, "last_date");
+  pack_day(pk, q->st.last_day);
+  pack_lit(pk, "connections");
+  msgpack_pack_uint64(pk, q->env ? q->env->connections : 0);
+  pack_lit(pk, "uptime_s");
+  msgpack_pack_uint64(pk, q->env ? q->env->uptime_s : 0);
+  pack_lit(pk, "db_bytes");
+  msgpack_pack_uint64(pk, info.used_bytes);
+  return 0;
+}
+
+/* ---- activity ---- */
+
+typedef struct act {
+  uint64_t events, participants, active_days;
+  pl_idmap_t *sect[PL_AGG_COUNTERPARTS + 1];
+} act_t;
+
+static int act_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+  act_t *a = arg;
+  (void)is_month;
+  (void)key;
+  a->events += v->events;
+  a->participants += v->participants;
+  a->active_days += v->active_days;
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++)
+    if (pl_idmap_add_view(a->sect[s], v, s)) return PL_ENOMEM;
+  return 0;
+}
+
+static int events_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+  (void)is_month;
+  (void)key;
+  *(uint64_t *)arg += v->events;
+  return 0;
+}
+
+static int op_activity(qctx_t *q) {
+  static const char *const sect_names[] = {"kinds", "formats", "topics", "counterparts"};
+  msgpack_packer *pk = &q->pk;
+  pl_str_t name;
+  uint32_t from = 0, to = 0, window, inst;
+  uint64_t prev = 0;
+  int given, none, rc;
+  walk_t w;
+  act_t a;
+  memset(&a, 0, sizeof(a));
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) a.sect[s] = scratch_map(q->sc, s);
+  rc = arg_name(q, "institution", &name, &given);
+  if (!rc && !given) rc = fail(q, PL_QERR_BAD_REQUEST, "institution is required");
+  if (!rc) rc = arg_window(q, &from, &to, &window, &none);
+  if (!rc) rc = find_inst(q, name, &inst);
+  if (rc) return rc;
+  if (!none) {
+    walk_init(&w, q->t, 0, inst, 0);
+    rc = walk_range(&w, from, to, act_visit, &a);
+    /* The previous window has the requested length, ending the day before from. */
+    if (!rc && from > 0) {
+      uint32_t pto = from - 1, pfrom = pto >= window - 1 ? pto - (window - 1) : 0;
+      rc = walk_range(&w, pfrom, pto, events_visit, &prev);
+    }
+    if (rc) return store_fail(q, rc);
+  }
+  msgpack_pack_map(pk, 12);
+  pack_lit(pk, "institution");
+  pack_str(pk, name);
+  pack_lit(pk, "from");
+  pack_day(pk, none ? PL_AGG_NO_DAY : from);
+  pack_lit(pk, "to");
+  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+  pack_lit(pk, "events");
+  msgpack_pack_uint64(pk, a.events);
+  pack_lit(pk, "participants");
+  msgpack_pack_uint64(pk, a.participants);
+  pack_lit(pk, "active_days");
+  msgpack_pack_uint64(pk, a.active_days);
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) {
+    pack_lit(pk, sect_names[s]);
+    if ((rc = pack_counts(q, a.sect[s], 0))) return store_fail(q, rc);
+  }
+  pack_lit(pk, "previous_events");
+  msgpack_pack_uint64(pk, prev);
+  pack_lit(pk, "growth");
+  if (prev)
+    msgpack_pack_double(pk, (double)a.events / (double)prev);
+  else
+    msgpack_pack_nil(pk);
+  return 0;
+}
+
+/* ---- top ---- */
+
+/* Values per institution from the days and months tables: each piece of the window is one
+ * contiguous key range (period, 1..). Only the header is read unless a filter or the
+ * counterparts section is needed. Institution 0 (everyone) is skipped by seeking to 1. */
+static int top_from_aggs(pl_rtxn_t *t, uint32_t from, uint32_t to, int by, int sect, uint32_t fid,
+                         pl_idmap_t *vals, pairset_t *set) {
+  pl_cursor_t *cur[2] = {NULL, NULL};
+  pl_agg_piece_t buf[64], *p = buf;
+  size_t n = pl_agg_cover(from, to, buf, ARRAY_LEN(buf));
+  int rc = 0;
+  if (n > ARRAY_LEN(buf)) {
+    if (!(p = malloc(n * sizeof(*p)))) return PL_ENOMEM;
+    pl_agg_cover(from, to, p, n);
+  }
+  if ((rc = pl_store_cursor_open(t, PL_TAB_DAYS, &cur[0])) ||
+      (rc = pl_store_cursor_open(t, PL_TAB_MONTHS, &cur[1])))
+    goto done;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    unsigned char key[8];
+    pl_str_t k, v;
+    pl_key_day_inst(key, p[i].key, 1);
+    for (rc = pl_store_cursor_seek(cur[p[i].is_month], key, 8, &k, &v); rc == 0;
+         rc = pl_store_cursor_next(cur[p[i].is_month], &k, &v)) {
+      const unsigned char *kp = (const unsigned char *)k.p;
+      uint32_t inst;
+      uint64_t value;
+      pl_agg_view_t av;
+      pl_agg_entry_t e;
+      if (k.n != 8) {
+        rc = PL_ECORRUPT;
+        goto done;
+      }
+      if (pl_be32_get(kp) != p[i].key) break;
+      if (pl_agg_view(&av, v.p, v.n)) {
+        rc = PL_ECORRUPT;
+        goto done;
+      }
+      inst = pl_be32_get(kp + 4);
+      if (by == BY_COUNTERPARTS) {
+        for (uint32_t j = 0; j < av.n[PL_AGG_COUNTERPARTS]; j++) {
+          pl_agg_view_entry(&av, PL_AGG_COUNTERPARTS, j, &e);
+          if ((rc = pairset_add(set, inst, e.id)) < 0) goto done;
+          if (rc && !pl_idmap_add(vals, inst, 0, 1)) {
+            rc = PL_ENOMEM;
+            goto done;
+          }
+        }
+        continue;
+      }
+      if (sect >= 0) {
+        if (!pl_agg_view_find(&av, sect, fid, &e)) continue;
+        value = by == BY_EVENTS ? e.events : e.participants;
+      } else {
+        value = by == BY_EVENTS ? av.events : av.participants;
+      }
+      if (value && !pl_idmap_add(vals, inst, 0, value)) {
+        rc = PL_ENOMEM;
+        goto done;
+      }
+    }
+    if (rc == PL_ENOTFOUND) rc = 0;
+  }
+done:
+  pl_store_cursor_close(cur[0]);
+  pl_store_cursor_close(cur[1]);
+  if (p != buf) free(p);
+  return rc;
+}
+
+/* The answer with filters the aggregates cannot combine: every event of the window is
+ * decoded and tested. */
+static int top_from_events(pl_rtxn_t *t, uint32_t from, uint32_t to, int by, const filt_t *f,
+                           pl_idmap_t *vals, pairset_t *set) {
+  pl_cursor_t *c = NULL;
+  msgpack_unpacked u;
+  evscan_t e;
+  pl_str_t k, v;
+  pl_record_t rec;
+  int rc;
+  msgpack_unpacked_init(&u);
+  if ((rc = pl_store_cursor_open(t, PL_TAB_EVENTS, &c))) goto done;
+  evscan_init(&e, t, c, from, to, 0, NULL);
+  while ((rc = evscan_next(&e, &k, &v)) == 0) {
+    uint32_t inst = pl_be32_get((const unsigned char *)k.p + 4), id;
+    if (pl_record_unpack_stored(v.p, v.n, &u, NULL, NULL, &rec)) {
+      rc = PL_ECORRUPT;
+      goto done;
+    }
+    if (!rec_match(&rec, f)) continue;
+    if (by == BY_COUNTERPARTS) {
+      for (uint32_t i = 0; i < rec.ncounterparts; i++) {
+        if ((rc = pl_store_id(t, rec.counterparts[i].p, rec.counterparts[i].n, &id))) {
+          if (rc == PL_ENOTFOUND) rc = PL_ECORRUPT;
+          goto done;
+        }
+        if ((rc = pairset_add(set, inst, id)) < 0) goto done;
+        if (rc && !pl_idmap_add(vals, inst, 0, 1)) {
+          rc = PL_ENOMEM;
+          goto done;
+        }
+      }
+    } else {
+      uint64_t value = by == BY_EVENTS ? 1 : rec.participants;
+      if (value && !pl_idmap_add(vals, inst, 0, value)) {
+        rc = PL_ENOMEM;
+        goto done;
+      }
+    }
+  }
+  if (rc == PL_ENOTFOUND) rc = 0;
+done:
+  pl_store_cursor_close(c);
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+static int arg_filters(qctx_t *q, int with_format, filt_t *f) {
+  int rc;
+  memset(f, 0, sizeof(*f));
+  if ((rc = arg_str(q, "kind", &f->kind, &f->has_kind)) ||
+      (rc = arg_str(q, "topic", &f->topic, &f->has_topic)))
+    return rc;
+  if (with_format && (rc = arg_str(q, "format", &f->format, &f->has_format))) return rc;
+  return 0;
+}
+
+/* Looks the given filters up: *nf gets how many there are, *sect and *fid the section and
+ * id of the last one (the one, when alone), *nomatch is set when a value was never stored,
+ * so that no event can match. */
+static int resolve_filters(qctx_t *q, const filt_t *f, int *nf, int *sect, uint32_t *fid,
+                           int *nomatch) {
+  const struct {
+    int has;
+    pl_str_t s;
+    int sect;
+  } fs[] = {{f->has_kind, f->kind, PL_AGG_KINDS},
+            {f->has_topic, f->topic, PL_AGG_TOPICS},
+            {f->has_format, f->format, PL_AGG_FORMATS}};
+  *nf = 0;
+  *sect = -1;
+  *fid = 0;
+  *nomatch = 0;
+  for (size_t i = 0; i < ARRAY_LEN(fs); i++) {
+    uint32_t id;
+    int rc;
+    if (!fs[i].has) continue;
+    if ((rc = find_word(q, fs[i].s, &id))) return rc;
+    if (!id) *nomatch = 1;
+    (*nf)++;
+    *sect = fs[i].sect;
+    *fid = id;
+  }
+  return 0;
+}
+
+static int op_top(qctx_t *q) {
+  static const char *const bys[] = {"events", "participants", "counterparts", NULL};
+  msgpack_packer *pk = &q->pk;
+  uint32_t from = 0, to = 0, window, fid;
+  uint64_t limit;
+  int by, none, nf, sect, nomatch, rc;
+  size_t n = 0, k = 0;
+  filt_t f;
+  pl_idmap_t *vals = scratch_map(q->sc, 0);
+  pairset_t *set = scratch_set(q->sc);
+  rank_t *r;
+  if ((rc = arg_window(q, &from, &to, &window, &none)) ||
+      (rc = arg_choice(q, "by", bys, BY_EVENTS, "events, participants, counterparts", &by)) ||
+      (rc = arg_uint(q, "limit", 10, PL_QUERY_MAX_LIMIT, 1, &limit)) ||
+      (rc = arg_filters(q, 1, &f)))
+    return rc;
+  if ((rc = resolve_filters(q, &f, &nf, &sect, &fid, &nomatch))) return store_fail(q, rc);
+  if (!none && !nomatch) {
+    if (nf >= 2 || (nf == 1 && by == BY_COUNTERPARTS))
+      rc = top_from_events(q->t, from, to, by, &f, vals, set);
+    else
+      rc = top_from_aggs(q->t, from, to, by, sect, fid, vals, set);
+    if (rc) return store_fail(q, rc);
+  }
+  if ((rc = rank_from_map(q->sc, vals, 1, 1, &r, &n)) || (rc = rank_order(q, r, n, limit, &k)))
+    return store_fail(q, rc);
+  msgpack_pack_map(pk, 4);
+  pack_lit(pk, "from");
+  pack_day(pk, none ? PL_AGG_NO_DAY : from);
+  pack_lit(pk, "to");
+  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+  pack_lit(pk, "by");
+  pack_lit(pk, bys[by]);
+  pack_lit(pk, "rows");
+  msgpack_pack_array(pk, (uint32_t)k);
+  for (size_t i = 0; i < k; i++) {
+    msgpack_pack_map(pk, 2);
+    pack_lit(pk, "institution");
+    msgpack_pack_str_with_body(pk, r[i].name, r[i].name_n);
+    pack_lit(pk, "value");
+    msgpack_pack_uint64(pk, r[i].value);
+  }
+  return 0;
+}
+
+/* ---- series ---- */
+
+typedef struct series_acc {
+  uint64_t events, participants;
+  int sect; /* -1: the whole aggregate */
+  uint32_t fid;
+} series_acc_t;
+
+static int series_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+  series_acc_t *a = arg;
+  pl_agg_entry_t e;
+  (void)is_month;
+  (void)key;
+  if (a->sect < 0) {
+    a->events += v->events;
+    a->participants += v->participants;
+  } else if (pl_agg_view_find(v, a->sect, a->fid, &e)) {
+    a->events += e.events;
+    a->participants += e.participants;
+  }
+  return 0;
+}
+
+/* Index of the period holding day, counting from the period that starts at first. */
+static uint32_t period_index(pl_bucket_t b, uint32_t first, uint32_t day) {
+  int y0, y, m, d;
+  switch (b) {
+    case PL_BUCKET_DAY:
+      return day - first;
+    case PL_BUCKET_WEEK:
+      return (pl_date_period_start(b, day) - first) / 7;
+    case PL_BUCKET_MONTH:
+      return pl_date_month(day) - pl_date_month(first);
+    case PL_BUCKET_YEAR:
+      pl_date_to_ymd(first, &y0, &m, &d);
+      pl_date_to_ymd(day, &y, &m, &d);
+      return (uint32_t)(y - y0);
+  }
+  return 0;
+}
+
+typedef struct series_row {
+  uint64_t events, participants;
+} series_row_t;
+
+/* Both filters at once: no aggregate counts the events that have this kind and this topic. */
+static int series_from_events(pl_rtxn_t *t, uint32_t from, uint32_t to, uint32_t inst,
+                              pl_bucket_t b, const filt_t *f, series_row_t *rows) {
+  pl_cursor_t *c = NULL;
+  msgpack_unpacked u;
+  evscan_t e;
+  pl_str_t k, v;
+  pl_record_t rec;
+  uint32_t first = pl_date_period_start(b, from);
+  int rc;
+  msgpack_unpacked_init(&u);
+  if ((rc = pl_store_cursor_open(t, PL_TAB_EVENTS, &c))) goto done;
+  evscan_init(&e, t, c, from, to, inst, NULL);
+  while ((rc = evscan_next(&e, &k, &v)) == 0) {
+    series_row_t *row;
+    if (pl_record_unpack_stored(v.p, v.n, &u, NULL, NULL, &rec)) {
+      rc = PL_ECORRUPT;
+      goto done;
+    }
+    if (!rec_match(&rec, f)) continue;
+    row = &rows[period_index(b, first, pl_be32_get((const unsigned char *)k.p))];
+    row->events++;
+    row->participants += rec.participants;
+  }
+  if (rc == PL_ENOTFOUND) rc = 0;
+done:
+  pl_store_cursor_close(c);
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+static int op_series(qctx_t *q) {
+  static const char *const buckets[] = {"day", "week", "month", "year", NULL};
+  msgpack_packer *pk = &q->pk;
+  pl_str_t name;
+  uint32_t from = 0, to = 0, inst = 0, first = 0, fid, n = 0;
+  int given, none, bucket, nf, sect, nomatch, rc;
+  filt_t f;
+  series_row_t *rows = NULL;
+  if ((rc = arg_name(q, "institution", &name, &given)) || (rc = arg_range(q, &from, &to, &none)) ||
+      (rc = arg_choice(q, "bucket", buckets, PL_BUCKET_DAY, "day, week, month, year", &bucket)) ||
+      (rc = arg_filters(q, 0, &f)))
+    return rc;
+  if (given && (rc = find_inst(q, name, &inst))) return rc;
+  if (!none) {
+    first = pl_date_period_start((pl_bucket_t)bucket, from);
+    n = period_index((pl_bucket_t)bucket, first, to) + 1;
+    if (n > PL_QUERY_MAX_PERIODS) {
+      char a[11], b[11];
+      pl_date_format(from, a);
+      pl_date_format(to, b);
+      return fail(q, PL_QERR_TOO_LARGE, "series from %s to %s by %s has %u periods; the most is %d",
+                  a, b, buckets[bucket], n, PL_QUERY_MAX_PERIODS);
+    }
+    if (!(rows = scratch_buf(q->sc, 1, n * sizeof(*rows))))
+      return fail(q, PL_QERR_INTERNAL, "out of memory");
+    memset(rows, 0, n * sizeof(*rows));
+    if ((rc = resolve_filters(q, &f, &nf, &sect, &fid, &nomatch))) return store_fail(q, rc);
+    if (nomatch) {
+      /* every row stays zero */
+    } else if (nf >= 2) {
+      rc = series_from_events(q->t, from, to, inst, (pl_bucket_t)bucket, &f, rows);
+      if (rc) return store_fail(q, rc);
+    } else {
+      walk_t w;
+      uint32_t ps = first;
+      walk_init(&w, q->t, 0, inst, 0);
+      for (uint32_t i = 0; i < n; i++) {
+        uint32_t next = pl_date_period_next((pl_bucket_t)bucket, ps);
+        series_acc_t a = {0, 0, sect, fid};
+        rc = walk_range(&w, ps > from ? ps : from, next - 1 < to ? next - 1 : to, series_visit, &a);
+        if (rc) return store_fail(q, rc);
+        rows[i].events = a.events;
+        rows[i].participants = a.participants;
+        ps = next;
+      }
+    }
+  }
+  msgpack_pack_map(pk, 4);
+  pack_lit(pk, "from");
+  pack_day(pk, none ? PL_AGG_NO_DAY : from);
+  pack_lit(pk, "to");
+  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+  pack_lit(pk, "bucket");
+  pack_lit(pk, buckets[bucket]);
+  pack_lit(pk, "rows");
+  msgpack_pack_array(pk, n);
+  for (uint32_t i = 0, ps = none ? 0 : first; i < n; i++) {
+    char label[11];
+    pl_date_period_label((pl_bucket_t)bucket, ps, label);
+    msgpack_pack_map(pk, 3);
+    pack_lit(pk, "period");
+    pack_lit(pk, label);
+    pack_lit(pk, "events");
+    msgpack_pack_uint64(pk, rows[i].events);
+    pack_lit(pk, "participants");
+    msgpack_pack_uint64(pk, rows[i].participants);
+    ps = pl_date_period_next((pl_bucket_t)bucket, ps);
+  }
+  return 0;
+}
+
+/* ---- pair ---- */
+
+typedef struct pair_acc {
+  uint64_t events;
+  uint32_t first, last;
+  pl_idmap_t *kinds, *countries;
+  unsigned char *active; /* per period of the streak range */
+  pl_bucket_t bucket;
+  uint32_t start; /* first day of the first period */
+} pair_acc_t;
+
+static int pair_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+  pair_acc_t *a = arg;
+  a->events += v->events;
+  if (v->first_day != PL_AGG_NO_DAY && (a->first == PL_AGG_NO_DAY || v->first_day < a->first))
+    a->first = v->first_day;
+  if (v->last_day != PL_AGG_NO_DAY && (a->last == PL_AGG_NO_DAY || v->last_day > a->last))
+    a->last = v->last_day;
+  if (v->events)
+    a->active[period_index(a->bucket, a->start, is_month ? pl_date_month_first(key) : key)] = 1;
+  if (pl_idmap_add_view(a->kinds, v, PL_AGG_KINDS) ||
+      pl_idmap_add_view(a->countries, v, PL_AGG_COUNTRIES))
+    return PL_ENOMEM;
+  return 0;
+}
+
+static int op_pair(qctx_t *q) {
+  static const char *const periods[] = {"year", "month", NULL};
+  msgpack_packer *pk = &q->pk;
+  pl_str_t na, nb;
+  uint32_t from = 0, to = 0, ia, ib, n = 0, active = 0, current = 0, longest = 0;
+  int ga, gb, none, period, rc;
+  pair_acc_t a;
+  memset(&a, 0, sizeof(a));
+  a.first = a.last = PL_AGG_NO_DAY;
+  a.kinds = scratch_map(q->sc, 0);
+  a.countries = scratch_map(q->sc, 1);
+  if ((rc = arg_name(q, "a", &na, &ga)) || (rc = arg_name(q, "b", &nb, &gb)) ||
+      (rc = arg_range(q, &from, &to, &none)) ||
+      (rc = arg_choice(q, "period", periods, 0, "year, month", &period)))
+    return rc;
+  if (!ga || !gb) return fail(q, PL_QERR_BAD_REQUEST, "pair needs both a and b");
+  if (str_same(na, nb))
+    return fail(q, PL_QERR_BAD_REQUEST, "a and b must be different institutions");
+  if ((rc = find_inst(q, na, &ia)) || (rc = find_inst(q, nb, &ib))) return rc;
+  a.bucket = period ? PL_BUCKET_MONTH : PL_BUCKET_YEAR;
+  if (!none) {
+    walk_t w;
+    a.start = pl_date_period_start(a.bucket, from);
+    n = period_index(a.bucket, a.start, to) + 1;
+    if (!(a.active = scratch_buf(q->sc, 1, n))) return fail(q, PL_QERR_INTERNAL, "out of memory");
+    memset(a.active, 0, n);
+    walk_init(&w, q->t, 1, ia, ib);
+    if ((rc = walk_range(&w, from, to, pair_visit, &a))) return store_fail(q, rc);
+    for (uint32_t i = 0; i < n; i++) active += a.active[i];
+    pl_agg_streaks(a.active, n, n - 1, &current, &longest);
+  }
+  msgpack_pack_map(pk, 13);
+  pack_lit(pk, "a");
+  pack_str(pk, na);
+  pack_lit(pk, "b");
+  pack_str(pk, nb);
+  pack_lit(pk, "from");
+  pack_day(pk, none ? PL_AGG_NO_DAY : from);
+  pack_lit(pk, "to");
+  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+  pack_lit(pk, "period");
+  pack_lit(pk, periods[period]);
+  pack_lit(pk, "events");
+  msgpack_pack_uint64(pk, a.events);
+  pack_lit(pk, "kinds");
+  if ((rc = pack_counts(q, a.kinds, 0))) return store_fail(q, rc);
+  pack_lit(pk, "first");
+  pack_day(pk, a.first);
+  pack_lit(pk, "last");
+  pack_day(pk, a.last);
+  pack_lit(pk, "periods_active");
+  msgpack_pack_uint32(pk, active);
+  pack_lit(pk, "current_streak");
+  msgpack_pack_uint32(pk, current);
+  pack_lit(pk, "longest_streak");
+  msgpack_pack_uint32(pk, longest);
+  pack_lit(pk, "participants_by_country");
+  if ((rc = pack_counts(q, a.countries, 1))) return store_fail(q, rc);
+  return 0;
+}
+
+/* ---- topics ---- */
+
+static int topics_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+  (void)is_month;
+  (void)key;
+  return pl_idmap_add_view(arg, v, PL_AGG_TOPICS);
+}
+
+static int op_topics(qctx_t *q) {
+  msgpack_packer *pk = &q->pk;
+  uint32_t from = 0, to = 0, window;
+  uint64_t limit;
+  int none, rc;
+  size_t n = 0, k = 0;
+  pl_idmap_t *topics = scratch_map(q->sc, 0);
+  rank_t *r;
+  walk_t w;
+  if ((rc = arg_window(q, &from, &to, &window, &none)) ||
+      (rc = arg_uint(q, "limit", 10, PL_QUERY_MAX_LIMIT, 1, &limit)))
+    return rc;
+  walk_init(&w, q->t, 0, 0, 0);
+  if ((!none && (rc = walk_range(&w, from, to, topics_visit, topics))) ||
+      (rc = rank_from_map(q->sc, topics, 0, 1, &r, &n)) || (rc = rank_order(q, r, n, limit, &k)))
+    return store_fail(q, rc);
+  msgpack_pack_map(pk, 3);
+  pack_lit(pk, "from");
+  pack_day(pk, none ? PL_AGG_NO_DAY : from);
+  pack_lit(pk, "to");
+  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+  pack_lit(pk, "rows");
+  msgpack_pack_array(pk, (uint32_t)k);
+  for (size_t i = 0; i < k; i++) {
+    msgpack_pack_map(pk, 2);
+    pack_lit(pk, "topic");
+    msgpack_pack_str_with_body(pk, r[i].name, r[i].name_n);
+    pack_lit(pk, "events");
+    msgpack_pack_uint64(pk, r[i].value);
+  }
+  return 0;
+}
+
+/* ---- institutions ---- */
+
+typedef struct inst_row {
+  pl_str_t name;
+  pl_store_inst_t info;
+} inst_row_t;
+
+/* The dictionary holds vocabulary too (kinds, topics, countries): a name is an institution
+ * when the insts table has its id. */
+static int op_institutions(qctx_t *q) {
+  msgpack_packer *pk = &q->pk;
+  pl_cursor_t *c = NULL;
+  pl_str_t prefix, k, v;
+  uint64_t limit;
+  size_t n = 0;
+  int given, rc;
+  inst_row_t *rows;
+  if ((rc = arg_str(q, "prefix", &prefix, &given)) ||
+      (rc = arg_uint(q, "limit", 100, PL_QUERY_MAX_LIMIT, 1, &limit)))
+    return rc;
+  if (!(rows = scratch_buf(q->sc, 1, limit * sizeof(*rows))))
+    return fail(q, PL_QERR_INTERNAL, "out of memory");
+  if (prefix.n <= MAX_KEY) {
+    if ((rc = pl_store_cursor_open(q->t, PL_TAB_DICT, &c))) return store_fail(q, rc);
+    for (rc = pl_store_cursor_seek(c, prefix.p, prefix.n, &k, &v); rc == 0 && n < limit;
+         rc = pl_store_cursor_next(c, &k, &v)) {
+      uint32_t id;
+      if (k.n < prefix.n || (prefix.n && memcmp(k.p, prefix.p, prefix.n) != 0)) break;
+      if (v.n != 4) {
+        rc = PL_ECORRUPT;
+        break;
+      }
+      id = pl_be32_get((const unsigned char *)v.p);
+      rc = pl_store_inst(q->t, id, &rows[n].info);
+      if (rc == PL_ENOTFOUND) continue;
+      if (rc) break;
+      rows[n++].name = k;
+    }
+    pl_store_cursor_close(c);
+    if (rc && rc != PL_ENOTFOUND) return store_fail(q, rc);
+  }
+  msgpack_pack_map(pk, 1);
+  pack_lit(pk, "rows");
+  msgpack_pack_array(pk, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) {
+    msgpack_pack_map(pk, 4);
+    pack_lit(pk, "institution");
+    pack_str(pk, rows[i].name);
+    pack_lit(pk, "events");
+    msgpack_pack_uint64(pk, rows[i].info.events);
+    pack_lit(pk, "first");
+    pack_day(pk, rows[i].info.first_day);
+    pack_lit(pk, "last");
+    pack_day(pk, rows[i].info.last_day);
+  }
+  return 0;
+}
+
+/* ---- events, rejects ---- */
+
+static int is_ours(const msgpack_object *k) { return key_is(k, "seq") || key_is(k, "tag"); }
+
+/* A stored record as a row: its map, with our seq and tag in place of any it carried. */
+static int pack_event(msgpack_packer *pk, msgpack_unpacked *u, pl_str_t k, pl_str_t v) {
+  pl_record_meta_t meta;
+  const msgpack_object *map;
+  uint32_t n = 0;
+  if (k.n != 16 || pl_record_unpack_stored(v.p, v.n, u, &meta, &map, NULL)) return PL_ECORRUPT;
+  for (uint32_t i = 0; i < map->via.map.size; i++) n += !is_ours(&map->via.map.ptr[i].key);
+  msgpack_pack_map(pk, n + 2);
+  for (uint32_t i = 0; i < map->via.map.size; i++) {
+    const msgpack_object_kv *kv = &map->via.map.ptr[i];
+    if (is_ours(&kv->key)) continue;
+    msgpack_pack_object(pk, kv->key);
+    msgpack_pack_object(pk, kv->val);
+  }
+  pack_lit(pk, "seq");
+  msgpack_pack_uint64(pk, pl_be64_get((const unsigned char *)k.p + 8));
+  pack_lit(pk, "tag");
+  pack_str(pk, meta.tag);
+  return 0;
+}
+
+typedef struct kv_row {
+  pl_str_t k, v;
+} kv_row_t;
+
+static int op_events(qctx_t *q) {
+  msgpack_packer *pk = &q->pk;
+  pl_cursor_t *c = NULL;
+  pl_str_t name, k, v;
+  unsigned char after[16];
+  uint32_t from = 0, to = 0, inst = 0;
+  uint64_t limit;
+  size_t n = 0;
+  int given, none, has_after, more = 0, rc;
+  kv_row_t *rows = NULL;
+  msgpack_unpacked u;
+  evscan_t e;
+  msgpack_unpacked_init(&u);
+  if ((rc = arg_range(q, &from, &to, &none)) || (rc = arg_name(q, "institution", &name, &given)) ||
+      (rc = arg_uint(q, "limit", 100, PL_QUERY_MAX_EVENTS_LIMIT, 1, &limit)) ||
+      (rc = has_after = arg_cursor(q, 'e', after, sizeof(after))) < 0 ||
+      (given && (rc = find_inst(q, name, &inst))))
+    goto done;
+  if (!(rows = scratch_buf(q->sc, 1, limit * sizeof(*rows)))) {
+    rc = fail(q, PL_QERR_INTERNAL, "out of memory");
+    goto done;
+  }
+  if (!none) {
+    if ((rc = pl_store_cursor_open(q->t, PL_TAB_EVENTS, &c))) goto fail;
+    evscan_init(&e, q->t, c, from, to, inst, has_after ? after : NULL);
+    while (n < limit && (rc = evscan_next(&e, &k, &v)) == 0) {
+      rows[n].k = k;
+      rows[n++].v = v;
+    }
+    /* One more step tells whether a next page exists, so the last page says so. */
+    if (rc == 0) rc = evscan_next(&e, &k, &v);
+    if (rc && rc != PL_ENOTFOUND) goto fail;
+    more = rc == 0;
+  }
+  msgpack_pack_map(pk, 2);
+  pack_lit(pk, "rows");
+  msgpack_pack_array(pk, (uint32_t)n);
+  for (size_t i = 0; i < n; i++)
+    if ((rc = pack_event(pk, &u, rows[i].k, rows[i].v))) goto fail;
+  pack_lit(pk, "next");
+  if (more) {
+    char text[34];
+    cursor_text(text, 'e', (const unsigned char *)rows[n - 1].k.p, 16);
+    pack_lit(pk, text);
+  } else {
+    msgpack_pack_nil(pk);
+  }
+  rc = 0;
+  goto done;
+fail:
+  rc = store_fail(q, rc);
+done:
+  pl_store_cursor_close(c);
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+/* Receive times are Unix ms; a reply shows them as ISO 8601 UTC with milliseconds. */
+static void iso_ms(uint64_t ms, char *out, size_t cap) {
+  time_t secs = (time_t)(ms / 1000);
+  struct tm tm;
+  if (!gmtime_r(&secs, &tm)) {
+    snprintf(out, cap, "%llu", (unsigned long long)ms);
+    return;
+  }
+  snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
+}
+
+static int pack_reject(msgpack_packer *pk, msgpack_unpacked *u, pl_str_t k, pl_str_t v) {
+  const msgpack_object *reason, *raw, *peer, *received;
+  char when[64];
+  size_t off = 0;
+  if (k.n != 8 || msgpack_unpack_next(u, v.p, v.n, &off) != MSGPACK_UNPACK_SUCCESS)
+    return PL_ECORRUPT;
+  reason = field(&u->data, "reason");
+  raw = field(&u->data, "raw");
+  peer = field(&u->data, "peer");
+  received = field(&u->data, "received");
+  if (!reason || reason->type != MSGPACK_OBJECT_STR || !raw || raw->type != MSGPACK_OBJECT_BIN ||
+      !peer || peer->type != MSGPACK_OBJECT_STR || !received ||
+      received->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+    return PL_ECORRUPT;
+  msgpack_pack_map(pk, 5);
+  pack_lit(pk, "seq");
+  msgpack_pack_uint64(pk, pl_be64_get((const unsigned char *)k.p));
+  pack_lit(pk, "reason");
+  msgpack_pack_object(pk, *reason);
+  pack_lit(pk, "received");
+  iso_ms(received->via.u64, when, sizeof(when));
+  pack_lit(pk, when);
+  pack_lit(pk, "peer");
+  msgpack_pack_object(pk, *peer);
+  pack_lit(pk, "raw");
+  msgpack_pack_object(pk, *raw);
+  return 0;
+}
+
+static int op_rejects(qctx_t *q) {
+  msgpack_packer *pk = &q->pk;
+  pl_cursor_t *c = NULL;
+  pl_str_t k, v;
+  unsigned char key[8] = {0};
+  uint64_t limit;
+  size_t n = 0;
+  int has_after, more = 0, rc;
+  kv_row_t *rows = NULL;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  if ((rc = arg_uint(q, "limit", 100, PL_QUERY_MAX_EVENTS_LIMIT, 1, &limit)) ||
+      (rc = has_after = arg_cursor(q, 'r', key, sizeof(key))) < 0)
+    goto done;
+  if (!(rows = scratch_buf(q->sc, 1, limit * sizeof(*rows)))) {
+    rc = fail(q, PL_QERR_INTERNAL, "out of memory");
+    goto done;
+  }
+  if (!has_after || !key_inc(key, sizeof(key))) {
+    if ((rc = pl_store_cursor_open(q->t, PL_TAB_REJECTS, &c))) goto fail;
+    for (rc = pl_store_cursor_seek(c, key, sizeof(key), &k, &v); rc == 0 && n < limit;
+         rc = pl_store_cursor_next(c, &k, &v)) {
+      rows[n].k = k;
+      rows[n++].v = v;
+    }
+    if (rc && rc != PL_ENOTFOUND) goto fail;
+    more = rc == 0;
+  }
+  msgpack_pack_map(pk, 2);
+  pack_lit(pk, "rows");
+  msgpack_pack_array(pk, (uint32_t)n);
+  for (size_t i = 0; i < n; i++)
+    if ((rc = pack_reject(pk, &u, rows[i].k, rows[i].v))) goto fail;
+  pack_lit(pk, "next");
+  if (more) {
+    char text[18];
+    cursor_text(text, 'r', (const unsigned char *)rows[n - 1].k.p, 8);
+    pack_lit(pk, text);
+  } else {
+    msgpack_pack_nil(pk);
+  }
+  rc = 0;
+  goto done;
+fail:
+  rc = store_fail(q, rc);
+done:
+  pl_store_cursor_close(c);
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+/* ---- dispatch ---- */
+
+static const op_def_t ops[] = {
+    {"ping", op_ping, 0, {NULL}},
+    {"stats", op_stats, 1, {NULL}},
+    {"activity", op_activity, 1, {"institution", "window", "as_of", NULL}},
+    {"top", op_top, 1, {"window", "as_of", "by", "limit", "kind", "topic", "format", NULL}},
+    {"series", op_series, 1, {"institution", "from", "to", "bucket", "kind", "topic", NULL}},
+    {"pair", op_pair, 1, {"a", "b", "from", "to", "period", NULL}},
+    {"topics", op_topics, 1, {"window", "as_of", "limit", NULL}},
+    {"institutions", op_institutions, 1, {"prefix", "limit", NULL}},
+    {"events", op_events, 1, {"from", "to", "institution", "limit", "after", NULL}},
+    {"rejects", op_rejects, 1, {"limit", "after", NULL}},
+};
+
+static int check_args(qctx_t *q) {
+  const msgpack_object_map *m = &q->req->via.map;
+  char qs[QUOTE_MAX * 4 + 16];
+  for (uint32_t i = 0; i < m->size; i++) {
+    const msgpack_object *k = &m->ptr[i].key;
+    int known = key_is(k, "op") || key_is(k, "req");
+    if (k->type != MSGPACK_OBJECT_STR)
+      return fail(q, PL_QERR_BAD_REQUEST, "argument names must be strings");
+    for (uint32_t j = 0; j < i; j++)
+      if (msgpack_object_equal(*k, m->ptr[j].key))
+        return fail(q, PL_QERR_BAD_REQUEST, "argument \"%s\" is given twice",
+                    quote(qs, sizeof(qs), k->via.str.ptr, k->via.str.size));
+    for (int a = 0; !known && q->op->args[a]; a++) known = key_is(k, q->op->args[a]);
+    if (!known)
+      return fail(q, PL_QERR_BAD_REQUEST, "unknown argument \"%s\" for op %s",
+                  quote(qs, sizeof(qs), k->via.str.ptr, k->via.str.size), q->op->name);
+  }
+  return 0;
+}
+
+static int run(qctx_t *q) {
+  const msgpack_object *op = field(q->req, "op");
+  char qs[QUOTE_MAX * 4 + 16];
+  int rc;
+  if (!q->req || q->req->type != MSGPACK_OBJECT_MAP)
+    return fail(q, PL_QERR_BAD_REQUEST, "a request must be a map");
+  if (!op) return fail(q, PL_QERR_BAD_REQUEST, "the request has no op");
+  if (op->type != MSGPACK_OBJECT_STR) return fail(q, PL_QERR_BAD_REQUEST, "op must be a string");
+  for (size_t i = 0; i < ARRAY_LEN(ops) && !q->op; i++)
+    if (key_is(op, ops[i].name)) q->op = &ops[i];
+  if (!q->op)
+    return fail(q, PL_QERR_UNKNOWN_OP, "unknown op \"%s\"",
+                quote(qs, sizeof(qs), op->via.str.ptr, op->via.str.size));
+  if ((rc = check_args(q))) return rc;
+  if (!q->op->txn) return q->op->fn(q);
+  if ((rc = pl_store_read_begin(q->s, &q->t)))
+    return fail(q, PL_QERR_UNAVAILABLE, "the store cannot be read now: %s", pl_strerror(rc));
+  rc = pl_store_state(q->t, &q->st);
+  rc = rc ? store_fail(q, rc) : q->op->fn(q);
+  pl_store_read_end(q->t);
+  q->t = NULL;
+  return rc;
+}
+
+int pl_query_exec(pl_store_t *s, const pl_query_env_t *env, const msgpack_object *req,
+                  msgpack_packer *pk) {
+  qctx_t q;
+  int rc;
+  memset(&q, 0, sizeof(q));
+  q.s = s;
+  q.env = env;
+  q.req = req;
+  if (!(q.sc = scratch_get()))
+    return pl_query_pack_error(pk, req, PL_QERR_INTERNAL, "out of memory");
+  q.out.sb = &q.sc->out;
+  q.sc->out.size = 0;
+  msgpack_packer_init(&q.pk, &q.out, out_write);
+  rc = run(&q);
+  if (rc == 0 && q.out.oom) rc = fail(&q, PL_QERR_INTERNAL, "out of memory");
+  if (rc == 0) {
+    if (msgpack_pack_map(pk, 3) || pack_req(pk, req) || msgpack_pack_str_with_body(pk, "ok", 2) ||
+        msgpack_pack_true(pk) || msgpack_pack_str_with_body(pk, "result", 6) ||
+        pk->callback(pk->data, q.sc->out.data, q.sc->out.size))
+      rc = PL_ENOMEM;
+  } else {
+    rc = pl_query_pack_error(pk, req, q.code, q.msg);
+  }
+  scratch_trim(q.sc);
+  return rc;
+}
