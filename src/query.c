@@ -1563,7 +1563,7 @@ static int op_events(qctx_t *q) {
     if (rc && rc != PL_ENOTFOUND) goto fail;
     more = rc == 0;
   }
-  msgpack_pack_map(pk, 2);
+  msgpack_pack_map(pk, 3);
   pack_lit(pk, "rows");
   msgpack_pack_array(pk, (uint32_t)n);
   for (size_t i = 0; i < n; i++)
@@ -1573,6 +1573,15 @@ static int op_events(qctx_t *q) {
     char text[34];
     cursor_text(text, 'e', (const unsigned char *)rows[n - 1].k.p, 16);
     pack_lit(pk, text);
+  } else {
+    msgpack_pack_nil(pk);
+  }
+  /* Retention deletes raw events (not aggregates) before this date; nil keeps all. */
+  pack_lit(pk, "retained_from");
+  if (q->st.retained_from) {
+    char date[11];
+    pl_date_format(q->st.retained_from, date);
+    pack_lit(pk, date);
   } else {
     msgpack_pack_nil(pk);
   }

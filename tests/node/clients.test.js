@@ -221,6 +221,37 @@ test('SIGTERM: exit 0, and a restart serves the same data at once', async ({daem
   eq((await stats(daemon)).events, before, 'events after restart');
 });
 
+test('retention: old raw events are deleted in the background, aggregates still answer', async () => {
+  const d = await L.Daemon.start({args: ['--set', 'storage.retention_days=30']});
+  try {
+    const c = await L.RawClient.connect(d.ingestPort);
+    const entries = [];
+    for (let day = 0; day < 120; day++) {
+      const date = new Date(Date.UTC(2023, 0, 1) + day * 86400000).toISOString().slice(0, 10);
+      entries.push(L.entry(NOW, {institution: 'Retention Institute', date, id: 'ret-' + day,
+        counterparts: ['Old Partner Fund'], kind: 'visit'}));
+    }
+    c.send(L.forward('ret', entries, {chunk: 'ret'}));
+    eq(await c.nextMessage(), {ack: 'ret'}, 'acked');
+    c.end();
+    // the writer deletes in the background, between commits
+    const ev = await L.waitFor(async () => {
+      const r = await d.q('events', {limit: 1000});
+      return r.retained_from ? r : null;
+    });
+    eq(ev.retained_from, '2023-04-01', 'whole months before the window');
+    eq(ev.rows.length, 30, 'raw events of April remain');
+    const act = await d.q('activity', {institution: 'Retention Institute', window: 31, as_of: '2023-01-31'});
+    eq(act.events, 31, 'January still answers from its aggregates');
+    const pair = await d.q('pair', {a: 'Retention Institute', b: 'Old Partner Fund'});
+    eq(pair.events, 120, 'the pair counts every event');
+    eq((await d.q('stats')).events, 120, 'stats counts every event');
+  } finally {
+    await d.stop();
+    d.cleanup();
+  }
+});
+
 L.run(async () => {
   const daemon = await L.Daemon.start();
   return {daemon, cleanup: async () => { await daemon.stop(); daemon.cleanup(); }};

@@ -1077,7 +1077,7 @@ static void test_empty_store(void **state) {
          "{'from':null,'to':null,'bucket':'month','rows':[]}");
   expect(ok(Q(f, "{'op':'series','from':'2023-01-01'}")),
          "{'from':null,'to':null,'bucket':'day','rows':[]}");
-  expect(ok(Q(f, "{'op':'events'}")), "{'rows':[],'next':null}");
+  expect(ok(Q(f, "{'op':'events'}")), "{'rows':[],'next':null,'retained_from':null}");
   expect(ok(Q(f, "{'op':'rejects'}")), "{'rows':[],'next':null}");
   expect(ok(Q(f, "{'op':'institutions'}")), "{'rows':[]}");
   /* Given dates need no default. */
