@@ -112,8 +112,7 @@ test('an empty store: zeros and empty charts, no errors', async ({daemon}) => {
 test('the sample data is loaded', async ({daemon}) => {
   const send = path.join(L.BUILD, 'parley');
   if (fs.existsSync(send)) {
-    const file = [path.resolve(__dirname, '../data/query/track2-sample.jsonl'),
-      path.resolve(__dirname, '../../../shared/data/track2-sample.jsonl')].find(fs.existsSync);
+    const file = path.resolve(__dirname, '../data/track2-sample.jsonl');
     const out = await new Promise((resolve, reject) => {
       const p = spawn(send, ['send', '--addr', `127.0.0.1:${daemon.ingestPort}`, file]);
       let text = '';

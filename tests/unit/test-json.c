@@ -335,14 +335,14 @@ static void test_round_trips(void **state) {
 
 /* Every record of the sample data survives JSON -> msgpack -> JSON -> msgpack bit for bit. */
 static void test_sample_file(void **state) {
-  const char *path = "../shared/data/track2-sample.jsonl"; /* the suite runs from the repo */
+  const char *path = "tests/data/track2-sample.jsonl"; /* the suite runs from the repo */
   FILE *f = fopen(path, "r");
   char *line = NULL;
   size_t cap = 0;
   ssize_t n;
   int records = 0;
   (void)state;
-  if (!f) skip();
+  assert_non_null(f);
   while ((n = getline(&line, &cap, f)) > 0) {
     msgpack_sbuffer a, b;
     pl_json_error_t err;
