@@ -118,6 +118,56 @@ void pl_agg_normalize(pl_agg_t *a) {
   }
 }
 
+int pl_agg_merge_normalized(pl_agg_t *dst, const pl_agg_t *src, int skip_cps) {
+  uint32_t need[PL_AGG_NSECT];
+  /* Count each union first, so every allocation happens before anything changes. */
+  for (int s = 0; s < PL_AGG_NSECT; s++) {
+    const pl_agg_entry_t *a = dst->sect[s].v, *b = src->sect[s].v;
+    uint32_t na = dst->sect[s].n, nb = src->sect[s].n, i = 0, j = 0, k = 0;
+    if (skip_cps && s == PL_AGG_COUNTERPARTS) nb = 0;
+    while (i < na && j < nb) {
+      if (a[i].id < b[j].id) i++;
+      else if (b[j].id < a[i].id) j++;
+      else i++, j++;
+      k++;
+    }
+    need[s] = k + (na - i) + (nb - j);
+    if (need[s] > dst->sect[s].cap) {
+      uint32_t cap = dst->sect[s].cap ? dst->sect[s].cap : 8;
+      pl_agg_entry_t *v;
+      while (cap < need[s]) cap *= 2;
+      if (!(v = realloc(dst->sect[s].v, (size_t)cap * sizeof(*v)))) return PL_ENOMEM;
+      dst->sect[s].v = v;
+      dst->sect[s].cap = cap;
+    }
+  }
+  /* Merge from the back, in place: the union's end is known, so nothing is overwritten
+   * before it is read. */
+  for (int s = 0; s < PL_AGG_NSECT; s++) {
+    pl_agg_entry_t *a = dst->sect[s].v;
+    const pl_agg_entry_t *b = src->sect[s].v;
+    int64_t i = (int64_t)dst->sect[s].n - 1, j = (int64_t)src->sect[s].n - 1, w = need[s];
+    if (skip_cps && s == PL_AGG_COUNTERPARTS) continue;
+    while (j >= 0) {
+      if (i >= 0 && a[i].id > b[j].id) {
+        a[--w] = a[i--];
+      } else if (i >= 0 && a[i].id == b[j].id) {
+        a[--w] = a[i--];
+        a[w].events += b[j].events;
+        a[w].participants += b[j--].participants;
+      } else {
+        a[--w] = b[j--];
+      }
+    }
+    dst->sect[s].n = need[s];
+  }
+  dst->events += src->events;
+  dst->active_days += src->active_days;
+  dst->participants += src->participants;
+  span(dst, src->first_day, src->last_day);
+  return 0;
+}
+
 size_t pl_agg_encoded_size(const pl_agg_t *a) {
   size_t n = HDR_SIZE;
   for (int s = 0; s < PL_AGG_NSECT; s++) n += (size_t)a->sect[s].n * ENTRY_SIZE;

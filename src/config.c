@@ -43,6 +43,7 @@ static const opt_t opts[] = {
     {"storage", "chunk_retention", T_DURATION, OFF(chunk_retention_ms), 0, 1000, 30 * DAY_MS,
      "10m"},
     {"storage", "retention_days", T_UINT, OFF(retention_days), 0, 0, 36525, "0"},
+    {"storage", "rollup_interval", T_DURATION, OFF(rollup_interval_ms), 0, 10, DAY_MS, "1s"},
     {"ingest", "listen", T_STR, STR(listen), 1, 0, "127.0.0.1:24224"},
     {"ingest", "max_connections", T_UINT, OFF(max_connections), 0, 1, 1000000, "4096"},
     {"ingest", "idle_timeout", T_DURATION, OFF(idle_timeout_ms), 0, 100, 7 * DAY_MS, "5m"},

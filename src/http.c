@@ -559,7 +559,9 @@ static int health(pl_http_t *hs, char *why, size_t n) {
              (unsigned long long)hs->seen_errors);
     return PL_ESTORE;
   }
-  rc = pl_store_read_begin(hs->src.store, &t);
+  /* On the loop thread: never wait for a map resize (the writer is busy, not broken). */
+  rc = pl_store_read_try_begin(hs->src.store, &t);
+  if (rc == PL_EAGAIN) return 0;
   if (rc) {
     snprintf(why, n, "unavailable: cannot read the store: %s", pl_strerror(rc));
     return rc;
@@ -808,20 +810,22 @@ static void on_connection(uv_stream_t *server, int status) {
     static const char busy[] =
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
         "Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
-    pl_stream_t *tmp = malloc(sizeof(*tmp));
     char peer[96];
     hs->st.refused++;
-    if (tmp && pl_net_accept(&hs->listener, tmp, peer, sizeof(peer), on_refused_closed) == 0) {
-      uv_buf_t b = uv_buf_init((char *)busy, sizeof(busy) - 1);
+    if (pl_net_refuse(&hs->listener, busy, sizeof(busy) - 1, peer, sizeof(peer)) == 0) {
       hs->st.responses_5xx++;
       pl_log_warn("http: %s: refused: too many connections", peer);
-      uv_try_write(&tmp->stream, &b, 1);
-      uv_close(&tmp->handle, on_refused_closed);
     }
     return;
   }
   c = calloc(1, sizeof(*c));
-  if (!c) return;
+  if (!c) {
+    char peer[96];
+    hs->st.refused++;
+    if (pl_net_refuse(&hs->listener, NULL, 0, peer, sizeof(peer)) == 0)
+      pl_log_error("http: %s: refused: out of memory", peer);
+    return;
+  }
   c->hs = hs;
   if (pl_net_accept(&hs->listener, &c->h, c->peer, sizeof(c->peer), on_refused_closed) != 0)
     return;
@@ -848,6 +852,8 @@ static void on_connection(uv_stream_t *server, int status) {
   update_reading(c);
 }
 
+static void free_owner(uv_handle_t *h) { free(h->data); }
+
 int pl_http_start(pl_http_t **out, uv_loop_t *loop, const pl_http_sources_t *src,
                   const pl_http_opts_t *opts, char *err, size_t errlen) {
   pl_http_t *hs = calloc(1, sizeof(*hs));
@@ -866,7 +872,10 @@ int pl_http_start(pl_http_t **out, uv_loop_t *loop, const pl_http_sources_t *src
   update_commit_health(hs);
   rc = pl_net_listen(&hs->listener, loop, opts->listen, on_connection, hs, err, errlen);
   if (rc) {
-    free(hs);
+    if (hs->listener.open)
+      pl_net_listener_close(&hs->listener, free_owner);
+    else
+      free(hs);
     return rc;
   }
   *out = hs;

@@ -82,11 +82,22 @@ static uint64_t mono_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Connections waiting for the buffer budget read again as soon as memory comes back. */
+static void wake_budget_waiters(pl_ingest_t *in) {
+  for (conn_t *o = in->conns; o && in->st.buffer_bytes < in->o.buffer_max_bytes; o = o->next)
+    if (o->pause & P_BUDGET) {
+      o->pause &= ~(unsigned)P_BUDGET;
+      update_reading(o);
+    }
+}
+
 static void account_memory(conn_t *c) {
   size_t now = c->reader ? pl_fwd_reader_memory(c->reader) : 0;
+  int shrank = now < c->mem_counted;
   c->in->st.buffer_bytes += now;
   c->in->st.buffer_bytes -= c->mem_counted;
   c->mem_counted = now;
+  if (shrank) wake_budget_waiters(c->in);
 }
 
 static void conn_free(conn_t *c) {
@@ -100,12 +111,6 @@ static void conn_free(conn_t *c) {
   msgpack_sbuffer_destroy(&c->sb);
   in->st.connections--;
   free(c);
-  /* Memory was returned to the budget: connections waiting for it may read again. */
-  for (conn_t *o = in->conns; o; o = o->next)
-    if (o->pause & P_BUDGET) {
-      o->pause &= ~(unsigned)P_BUDGET;
-      update_reading(o);
-    }
   check_stopped(in);
 }
 
@@ -428,26 +433,24 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   if (in->stopping) return;
   if (in->st.connections >= in->o.max_connections) {
-    pl_stream_t *tmp = malloc(sizeof(*tmp));
     in->st.refused++;
-    if (tmp && pl_net_accept(&in->listener, tmp, peer, sizeof(peer), on_refused_closed) == 0) {
+    if (pl_net_refuse(&in->listener, NULL, 0, peer, sizeof(peer)) == 0)
       pl_log_warn("ingest: %s: refused: %llu connections already open (max_connections)", peer,
                   (unsigned long long)in->st.connections);
-      uv_close(&tmp->handle, on_refused_closed);
-    }
     return;
   }
-  c = calloc(1, sizeof(*c));
-  if (!c) return;
-  c->in = in;
   lim.max_message = in->o.message_max_bytes;
   lim.max_record = in->o.record_max_bytes;
   lim.max_depth = in->o.max_depth;
-  c->reader = pl_fwd_reader_new(&lim);
-  if (!c->reader) {
+  c = calloc(1, sizeof(*c));
+  if (!c || !(c->reader = pl_fwd_reader_new(&lim))) {
     free(c);
+    in->st.refused++;
+    if (pl_net_refuse(&in->listener, NULL, 0, peer, sizeof(peer)) == 0)
+      pl_log_error("ingest: %s: refused: out of memory", peer);
     return;
   }
+  c->in = in;
   msgpack_sbuffer_init(&c->sb);
   c->wq.written = on_written;
   if (pl_net_accept(&in->listener, &c->h, c->peer, sizeof(c->peer), on_refused_closed) != 0) {
@@ -489,6 +492,8 @@ static void on_connection(uv_stream_t *server, int status) {
   update_reading(c);
 }
 
+static void free_owner(uv_handle_t *h) { free(h->data); }
+
 int pl_ingest_start(pl_ingest_t **out, uv_loop_t *loop, pl_writer_t *writer,
                     const pl_ingest_opts_t *opts, char *err, size_t errlen) {
   pl_ingest_t *in = calloc(1, sizeof(*in));
@@ -499,7 +504,10 @@ int pl_ingest_start(pl_ingest_t **out, uv_loop_t *loop, pl_writer_t *writer,
   in->o = *opts;
   rc = pl_net_listen(&in->listener, loop, opts->listen, on_connection, in, err, errlen);
   if (rc) {
-    free(in);
+    if (in->listener.open)
+      pl_net_listener_close(&in->listener, free_owner);
+    else
+      free(in);
     return rc;
   }
   *out = in;

@@ -283,6 +283,7 @@ int main(int argc, char **argv) {
   so.max_readers = 0;
   so.chunk_retention_ms = d.cfg.chunk_retention_ms;
   so.retention_days = (uint32_t)d.cfg.retention_days;
+  so.rollup_interval_ms = d.cfg.rollup_interval_ms;
   rc = pl_store_open(&d.store, &so, err, sizeof(err));
   if (rc) {
     pl_log_error("%s", err);
@@ -296,6 +297,13 @@ int main(int argc, char **argv) {
 
   d.loop = uv_default_loop();
   d.started = (uint64_t)time(NULL);
+  /* Initialised before anything can fail, since shutdown_daemon closes them. */
+  uv_signal_init(d.loop, &d.sigint);
+  uv_signal_init(d.loop, &d.sigterm);
+  uv_signal_init(d.loop, &d.sighup);
+  d.sigint.data = d.sigterm.data = d.sighup.data = &d;
+  uv_timer_init(d.loop, &d.tick);
+  d.tick.data = &d;
   wo.batch_records = (uint32_t)d.cfg.batch_records;
   wo.batch_delay_ms = (uint32_t)d.cfg.batch_delay_ms;
   rc = pl_writer_start(&d.writer, d.loop, d.store, &wo);
@@ -361,15 +369,9 @@ int main(int argc, char **argv) {
     }
   }
 
-  uv_signal_init(d.loop, &d.sigint);
-  uv_signal_init(d.loop, &d.sigterm);
-  uv_signal_init(d.loop, &d.sighup);
-  d.sigint.data = d.sigterm.data = d.sighup.data = &d;
   uv_signal_start(&d.sigint, on_signal, SIGINT);
   uv_signal_start(&d.sigterm, on_signal, SIGTERM);
   uv_signal_start(&d.sighup, on_signal, SIGHUP);
-  uv_timer_init(d.loop, &d.tick);
-  d.tick.data = &d;
   uv_timer_start(&d.tick, on_tick, 250, 250);
   /* Tests and scripts wait for this line; keep its shape. */
   pl_log_info("ready: ingest %s query %s http %s data %s sync %s version %s",

@@ -58,6 +58,7 @@ int pl_net_listen(pl_listener_t *l, uv_loop_t *loop, const char *spec, uv_connec
     strcpy(l->path, path);
     if ((rc = uv_pipe_init(loop, &l->h.pipe, 0))) goto fail;
     l->open = 1;
+    l->h.handle.data = data;
     /* A stale socket file from a killed daemon would make bind fail: the data dir lock
      * already guarantees no other daemon of ours owns it. */
     unlink(path);
@@ -79,19 +80,17 @@ int pl_net_listen(pl_listener_t *l, uv_loop_t *loop, const char *spec, uv_connec
     }
     if ((rc = uv_tcp_init(loop, &l->h.tcp))) goto fail;
     l->open = 1;
+    l->h.handle.data = data;
     if ((rc = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&ss, 0))) goto fail;
     uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &sslen);
     sockaddr_name(&ss, l->bound, sizeof(l->bound));
   }
-  l->h.handle.data = data;
   if ((rc = uv_listen(&l->h.stream, 1024, cb))) goto fail;
   return 0;
 fail:
+  /* An initialised handle stays open (l->open): the caller closes it, and may free the
+   * memory holding it only in the close callback, once libuv has let go of it. */
   snprintf(err, errlen, "cannot listen on %s: %s", spec, uv_strerror(rc));
-  if (l->open) {
-    uv_close(&l->h.handle, NULL);
-    l->open = 0;
-  }
   return rc;
 }
 
@@ -126,6 +125,42 @@ int pl_net_accept(pl_listener_t *l, pl_stream_t *client, char *peer, size_t peer
   return 0;
 }
 
+static void on_refused_closed(uv_handle_t *h) {
+  pl_listener_t *l = h->data;
+  if (h == &l->spare.handle)
+    l->spare_busy = 0;
+  else
+    free(h);
+}
+
+int pl_net_refuse(pl_listener_t *l, const void *msg, size_t msglen, char *peer, size_t peerlen) {
+  pl_stream_t *s = malloc(sizeof(*s));
+  int rc;
+  if (!s) {
+    if (l->spare_busy) return UV_ENOMEM;
+    s = &l->spare;
+    l->spare_busy = 1;
+  }
+  memset(s, 0, sizeof(*s));
+  s->handle.data = l; /* kept by uv_*_init, read by on_refused_closed */
+  rc = pl_net_accept(l, s, peer, peerlen, on_refused_closed);
+  if (rc) {
+    if (!uv_is_closing(&s->handle)) { /* the handle was never initialised */
+      if (s == &l->spare)
+        l->spare_busy = 0;
+      else
+        free(s);
+    }
+    return rc;
+  }
+  if (msg && msglen) {
+    uv_buf_t b = uv_buf_init((char *)msg, (unsigned)msglen);
+    uv_try_write(&s->stream, &b, 1);
+  }
+  uv_close(&s->handle, on_refused_closed);
+  return 0;
+}
+
 typedef struct wreq {
   uv_write_t req;
   pl_wq_t *q;
@@ -143,10 +178,12 @@ static void on_written(uv_write_t *req, int status) {
 }
 
 int pl_net_write(uv_stream_t *s, pl_wq_t *q, const void *buf, size_t len) {
-  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+  uv_buf_t b;
   wreq_t *w;
   int rc;
   if (q->error) return q->error;
+  if (len > UINT32_MAX) return UV_E2BIG; /* libuv buffers hold an unsigned length */
+  b = uv_buf_init((char *)buf, (unsigned)len);
   if (q->pending == 0) {
     /* Nothing queued ahead of us, so writing now keeps the order. */
     rc = uv_try_write(s, &b, 1);

@@ -15,6 +15,7 @@
 #include "parley/net.h"
 
 #define READ_CHUNK (64 * 1024)
+#define STOP_GRACE_MS 2000 /* how long a stop waits for replies to be read */
 
 static const char *op_names[PL_QSERVER_OPS] = {"ping",   "stats",        "activity", "top",
                                                 "series", "pair",         "topics",   "institutions",
@@ -51,6 +52,7 @@ struct pl_qserver {
   pl_listener_t listener;
   qconn_t *conns;
   int stopping;
+  uint64_t stop_started;
   int listener_closed;
   void (*stop_cb)(void *);
   void *stop_arg;
@@ -117,7 +119,9 @@ static void conn_close(qconn_t *c) {
 static void update_reading(qconn_t *c) {
   /* Stop reading while the buffer already holds a whole request's worth, or the client does
    * not read its replies: pipelined requests wait in the socket, not in our memory. */
-  int want = !c->closing && !c->eof && !c->close_after &&
+  /* Not while a request runs either: it decodes in place from c->buf, which a read could
+   * move (realloc). */
+  int want = !c->closing && !c->eof && !c->close_after && !c->busy &&
              c->len <= c->qs->o.max_request_bytes && c->wq.pending <= c->qs->o.write_queue_max_bytes &&
              !c->qs->stopping;
   if (want && !c->reading) {
@@ -139,6 +143,8 @@ static void on_written(pl_wq_t *q) {
     conn_close(c);
     return;
   }
+  c->last_active = uv_now(c->qs->loop); /* a client reading slowly is not idle */
+  process(c); /* a request may be waiting for the queue to drain */
   update_reading(c);
   maybe_finish(c);
 }
@@ -216,7 +222,7 @@ static void after_work(uv_work_t *req, int status) {
 /* Starts the next complete request, if any. */
 static void process(qconn_t *c) {
   ssize_t n;
-  if (c->busy || c->closing || c->close_after || c->len == 0) return;
+  if (c->busy || c->closing || c->close_after || c->qs->stopping || c->len == 0) return;
   if (c->wq.pending > c->qs->o.write_queue_max_bytes) return; /* resumed by on_written */
   n = pl_mpscan_run(&c->scan, (const unsigned char *)c->buf, c->len);
   if (n == 0) return;
@@ -282,8 +288,13 @@ static void on_idle(uv_timer_t *t) {
   qconn_t *c = t->data;
   uint64_t now = uv_now(c->qs->loop);
   if (c->closing) return;
-  if (c->busy || c->wq.pending) {
+  if (c->busy) {
     c->last_active = now;
+    return;
+  }
+  if (c->qs->stopping) {
+    /* Stopping: a client that does not read its last reply must not keep the daemon up. */
+    if (now - c->qs->stop_started >= STOP_GRACE_MS) conn_close(c);
     return;
   }
   if (now - c->last_active >= c->qs->o.idle_timeout_ms) {
@@ -298,18 +309,15 @@ static void on_connection(uv_stream_t *server, int status) {
   pl_qserver_t *qs = server->data;
   qconn_t *c;
   if (status < 0 || qs->stopping) return;
-  if (qs->st.connections >= qs->o.max_connections) {
-    pl_stream_t *tmp = malloc(sizeof(*tmp));
+  if (qs->st.connections >= qs->o.max_connections || !(c = calloc(1, sizeof(*c)))) {
     char peer[96];
     qs->st.refused++;
-    if (tmp && pl_net_accept(&qs->listener, tmp, peer, sizeof(peer), on_refused_closed) == 0) {
-      pl_log_warn("query: %s: refused: too many connections", peer);
-      uv_close(&tmp->handle, on_refused_closed);
-    }
+    if (pl_net_refuse(&qs->listener, NULL, 0, peer, sizeof(peer)) == 0)
+      pl_log_warn("query: %s: refused: %s", peer,
+                  qs->st.connections >= qs->o.max_connections ? "too many connections"
+                                                               : "out of memory");
     return;
   }
-  c = calloc(1, sizeof(*c));
-  if (!c) return;
   c->qs = qs;
   if (pl_net_accept(&qs->listener, &c->h, c->peer, sizeof(c->peer), on_refused_closed) != 0)
     return;
@@ -333,6 +341,12 @@ static void on_connection(uv_stream_t *server, int status) {
   if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = 1;
 }
 
+static void free_failed(uv_handle_t *h) {
+  pl_qserver_t *qs = h->data;
+  pthread_mutex_destroy(&qs->op_mu);
+  free(qs);
+}
+
 int pl_qserver_start(pl_qserver_t **out, uv_loop_t *loop, pl_store_t *store,
                      const pl_qserver_opts_t *opts, char *err, size_t errlen) {
   pl_qserver_t *qs = calloc(1, sizeof(*qs));
@@ -345,8 +359,12 @@ int pl_qserver_start(pl_qserver_t **out, uv_loop_t *loop, pl_store_t *store,
   for (int i = 0; i < PL_QSERVER_OPS; i++) qs->ops[i].op = op_names[i];
   rc = pl_net_listen(&qs->listener, loop, opts->listen, on_connection, qs, err, errlen);
   if (rc) {
-    pthread_mutex_destroy(&qs->op_mu);
-    free(qs);
+    if (qs->listener.open) {
+      pl_net_listener_close(&qs->listener, free_failed);
+    } else {
+      pthread_mutex_destroy(&qs->op_mu);
+      free(qs);
+    }
     return rc;
   }
   *out = qs;
@@ -374,13 +392,19 @@ static void on_listener_closed(uv_handle_t *h) {
 
 void pl_qserver_stop(pl_qserver_t *qs, void (*cb)(void *arg), void *arg) {
   qs->stopping = 1;
+  qs->stop_started = uv_now(qs->loop);
   qs->stop_cb = cb;
   qs->stop_arg = arg;
   pl_net_listener_close(&qs->listener, on_listener_closed);
   for (qconn_t *c = qs->conns, *next; c; c = next) {
     next = c->next;
     update_reading(c);
-    if (!c->busy) conn_close(c);
+    if (!c->busy && c->wq.pending == 0) {
+      conn_close(c);
+    } else {
+      /* Let the running request and its reply finish, for a short while. */
+      uv_timer_start(&c->idle, on_idle, 250, 250);
+    }
   }
   check_stopped(qs);
 }

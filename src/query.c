@@ -485,31 +485,70 @@ static int walk_get(walk_t *w, int months, uint32_t period, pl_agg_view_t *v) {
                  : pl_store_agg(w->t, months, period, w->a, v);
 }
 
+/* Covers [from, to] with whole months and edge days (pl_agg_cover), except that a month
+ * whose rollups are stale is covered by its days. *out is buf, or a malloc'd array the
+ * caller frees when it is not buf. Returns the count, or a negative error. */
+static ssize_t cover_fresh(pl_rtxn_t *t, uint32_t from, uint32_t to, pl_agg_piece_t *buf,
+                           size_t cap, pl_agg_piece_t **out) {
+  pl_agg_piece_t *p = buf;
+  size_t n = pl_agg_cover(from, to, buf, cap), total = 0;
+  if (n > cap) {
+    if (!(p = malloc(n * sizeof(*p)))) return PL_ENOMEM;
+    pl_agg_cover(from, to, p, n);
+  }
+  for (size_t i = 0; i < n; i++)
+    total += p[i].is_month && pl_store_month_stale(t, p[i].key)
+                 ? (size_t)pl_date_month_len(p[i].key)
+                 : 1;
+  if (total != n) {
+    pl_agg_piece_t *q = malloc(total * sizeof(*q));
+    size_t j = 0;
+    if (!q) {
+      if (p != buf) free(p);
+      return PL_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (p[i].is_month && pl_store_month_stale(t, p[i].key)) {
+        uint32_t d = pl_date_month_first(p[i].key);
+        for (int k = 0; k < pl_date_month_len(p[i].key); k++) q[j++] = (pl_agg_piece_t){0, d + k};
+      } else {
+        q[j++] = p[i];
+      }
+    }
+    if (p != buf) free(p);
+    p = q;
+  }
+  *out = p;
+  return (ssize_t)total;
+}
+
 /* Visits the aggregates that count [from, to] exactly: whole months from the month table,
  * edge days from the day table. An edge day is read only when its month's aggregate has an
  * event between its first and last day, which spares most reads for quiet institutions. */
 static int walk_range(walk_t *w, uint32_t from, uint32_t to, visit_fn fn, void *arg) {
   pl_agg_piece_t buf[64], *p = buf;
   pl_agg_view_t v;
-  size_t n = pl_agg_cover(from, to, buf, ARRAY_LEN(buf));
+  ssize_t cnt = cover_fresh(w->t, from, to, buf, ARRAY_LEN(buf), &p);
+  size_t n;
   int rc = 0;
-  if (n > ARRAY_LEN(buf)) {
-    p = malloc(n * sizeof(*p));
-    if (!p) return PL_ENOMEM;
-    pl_agg_cover(from, to, p, n);
-  }
+  if (cnt < 0) return (int)cnt;
+  n = (size_t)cnt;
   for (size_t i = 0; i < n && rc == 0; i++) {
     uint32_t key = p[i].key;
     if (!p[i].is_month) {
       uint32_t m = pl_date_month(key);
       if (m != w->month) {
         rc = walk_get(w, 1, m, &v);
-        if (rc && rc != PL_ENOTFOUND) break;
+        if (rc && rc != PL_ENOTFOUND && rc != PL_ESTALE) break;
         w->month = m;
-        w->month_found = rc == 0;
+        w->month_found = rc != PL_ENOTFOUND;
         if (rc == 0) {
           w->month_first = v.first_day;
           w->month_last = v.last_day;
+        } else if (rc == PL_ESTALE) {
+          /* A stale month may have events anywhere: read every day asked for. */
+          w->month_first = 0;
+          w->month_last = UINT32_MAX;
         }
         rc = 0;
       }
@@ -770,12 +809,15 @@ static int evscan_next(evscan_t *e, pl_str_t *k, pl_str_t *v) {
     uint32_t m = pl_date_month(e->day);
     if (m != e->month) {
       rc = pl_store_agg(e->t, 1, m, e->inst, &mv);
-      if (rc && rc != PL_ENOTFOUND) return rc;
+      if (rc && rc != PL_ENOTFOUND && rc != PL_ESTALE) return rc;
       e->month = m;
-      e->month_found = rc == 0;
+      e->month_found = rc != PL_ENOTFOUND;
       if (rc == 0) {
         e->month_first = mv.first_day;
         e->month_last = mv.last_day;
+      } else if (rc == PL_ESTALE) { /* unknown until folded: look at every day */
+        e->month_first = pl_date_month_first(m);
+        e->month_last = e->month_first + (uint32_t)pl_date_month_len(m) - 1;
       }
     }
     if (!e->month_found || e->day > e->month_last) {
@@ -975,12 +1017,11 @@ static int top_from_aggs(pl_rtxn_t *t, uint32_t from, uint32_t to, int by, int s
                          pl_idmap_t *vals, pairset_t *set) {
   pl_cursor_t *cur[2] = {NULL, NULL};
   pl_agg_piece_t buf[64], *p = buf;
-  size_t n = pl_agg_cover(from, to, buf, ARRAY_LEN(buf));
+  ssize_t cnt = cover_fresh(t, from, to, buf, ARRAY_LEN(buf), &p);
+  size_t n;
   int rc = 0;
-  if (n > ARRAY_LEN(buf)) {
-    if (!(p = malloc(n * sizeof(*p)))) return PL_ENOMEM;
-    pl_agg_cover(from, to, p, n);
-  }
+  if (cnt < 0) return (int)cnt;
+  n = (size_t)cnt;
   if ((rc = pl_store_cursor_open(t, PL_TAB_DAYS, &cur[0])) ||
       (rc = pl_store_cursor_open(t, PL_TAB_MONTHS, &cur[1])))
     goto done;
@@ -1536,7 +1577,7 @@ static int op_events(qctx_t *q) {
   unsigned char after[16];
   uint32_t from = 0, to = 0, inst = 0;
   uint64_t limit;
-  size_t n = 0;
+  size_t n = 0, bytes = 0;
   int given, none, has_after, more = 0, rc;
   kv_row_t *rows = NULL;
   msgpack_unpacked u;
@@ -1554,9 +1595,10 @@ static int op_events(qctx_t *q) {
   if (!none) {
     if ((rc = pl_store_cursor_open(q->t, PL_TAB_EVENTS, &c))) goto fail;
     evscan_init(&e, q->t, c, from, to, inst, has_after ? after : NULL);
-    while (n < limit && (rc = evscan_next(&e, &k, &v)) == 0) {
+    while (n < limit && bytes < PL_QUERY_MAX_REPLY_BYTES && (rc = evscan_next(&e, &k, &v)) == 0) {
       rows[n].k = k;
       rows[n++].v = v;
+      bytes += v.n;
     }
     /* One more step tells whether a next page exists, so the last page says so. */
     if (rc == 0) rc = evscan_next(&e, &k, &v);
@@ -1642,7 +1684,7 @@ static int op_rejects(qctx_t *q) {
   pl_str_t k, v;
   unsigned char key[8] = {0};
   uint64_t limit;
-  size_t n = 0;
+  size_t n = 0, bytes = 0;
   int has_after, more = 0, rc;
   kv_row_t *rows = NULL;
   msgpack_unpacked u;
@@ -1656,10 +1698,12 @@ static int op_rejects(qctx_t *q) {
   }
   if (!has_after || !key_inc(key, sizeof(key))) {
     if ((rc = pl_store_cursor_open(q->t, PL_TAB_REJECTS, &c))) goto fail;
-    for (rc = pl_store_cursor_seek(c, key, sizeof(key), &k, &v); rc == 0 && n < limit;
+    for (rc = pl_store_cursor_seek(c, key, sizeof(key), &k, &v);
+         rc == 0 && n < limit && bytes < PL_QUERY_MAX_REPLY_BYTES;
          rc = pl_store_cursor_next(c, &k, &v)) {
       rows[n].k = k;
       rows[n++].v = v;
+      bytes += v.n;
     }
     if (rc && rc != PL_ENOTFOUND) goto fail;
     more = rc == 0;

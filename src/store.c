@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "parley/date.h"
@@ -26,7 +27,7 @@
 
 static const char *table_names[PL_TAB_COUNT] = {
     "events", "days",  "months", "pairs",     "pair_months", "idem", "insts",
-    "dict",   "names", "chunks", "chunk_age", "rejects",     "meta",
+    "dict",   "names", "chunks", "chunk_age", "rejects",     "meta", "stale",
 };
 
 const char *pl_store_table_name(pl_table_t t) {
@@ -275,6 +276,37 @@ static pl_store_inst_t *inst_acc_get(inst_acc_t *m, uint32_t inst) {
   return &m->v[i];
 }
 
+/* A small set of month indexes (a handful are stale at a time). */
+typedef struct month_set {
+  uint32_t *v;
+  uint32_t n, cap;
+} month_set_t;
+
+static int month_set_has(const month_set_t *m, uint32_t month) {
+  for (uint32_t i = 0; i < m->n; i++)
+    if (m->v[i] == month) return 1;
+  return 0;
+}
+
+static int month_set_add(month_set_t *m, uint32_t month) {
+  if (month_set_has(m, month)) return 0;
+  if (m->n == m->cap) {
+    uint32_t cap = m->cap ? m->cap * 2 : 8;
+    uint32_t *v = realloc(m->v, cap * sizeof(*v));
+    if (!v) return PL_ENOMEM;
+    m->v = v;
+    m->cap = cap;
+  }
+  m->v[m->n++] = month;
+  return 0;
+}
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* ---- the store ---- */
 
 struct pl_store {
@@ -294,14 +326,26 @@ struct pl_store {
   name_map_t names;   /* committed names */
   name_map_t pending; /* names interned by the transaction in progress */
   uint32_t unknown_country;
+  int names_partial; /* some committed names are missing from `names` (out of memory) */
   agg_map_t days, months, all_days, all_months, pairs, pair_months;
   inst_acc_t insts;
+  /* Deferred month rollups (see store.h): deltas of committed transactions not yet folded
+   * into the month rows (institutions and everyone in one map, pairs in another), and the
+   * months marked stale: all of them, those whose deltas are not all in memory (marked
+   * before this process opened the store), and those the transaction in progress marks. */
+  int defer;
+  uint64_t rollup_interval_ms, last_fold_ms;
+  agg_map_t pend_months, pend_pairs;
+  month_set_t stale, unknown, marking;
+  int pending_lost; /* keeping a commit's deltas failed: recompute every stale month */
   char *scratch;
   size_t scratch_cap;
   /* Figures read by other threads (atomics). */
   uint64_t commits, commit_errors, map_grows;
   int full;
   uint32_t stale_readers;
+  uint64_t info_map_size, info_used; /* published by publish_info() */
+  uint32_t info_psize, info_readers;
 };
 
 struct pl_rtxn {
@@ -312,6 +356,8 @@ struct pl_rtxn {
 struct pl_cursor {
   MDB_cursor *c;
 };
+
+static void publish_info(pl_store_t *s);
 
 static int map_err(int rc) {
   switch (rc) {
@@ -376,6 +422,30 @@ static int load_names(pl_store_t *s, MDB_txn *txn) {
   return rc == MDB_NOTFOUND ? 0 : map_err(rc);
 }
 
+/* Months marked stale by a previous process: their pending deltas died with it, so they
+ * will be recomputed from their day rows. */
+static int load_stale(pl_store_t *s, MDB_txn *txn) {
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(txn, s->dbi[PL_TAB_STALE], &c);
+  if (rc) return map_err(rc);
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    uint32_t m;
+    if (k.mv_size != 4) {
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    m = pl_be32_get(k.mv_data);
+    if (month_set_add(&s->stale, m) || month_set_add(&s->unknown, m)) {
+      mdb_cursor_close(c);
+      return PL_ENOMEM;
+    }
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND ? 0 : map_err(rc);
+}
+
 static int open_tables(pl_store_t *s, char *err, size_t errlen) {
   MDB_txn *txn;
   MDB_val k, v;
@@ -425,6 +495,7 @@ static int open_tables(pl_store_t *s, char *err, size_t errlen) {
     }
   }
   rc = load_names(s, txn);
+  if (!rc) rc = load_stale(s, txn);
   if (rc) {
     mdb_txn_abort(txn);
     snprintf(err, errlen, "cannot load the dictionary: %s", pl_strerror(rc));
@@ -456,6 +527,8 @@ int pl_store_open(pl_store_t **out, const pl_store_opts_t *o, char *err, size_t 
   s->map_size_max = o->map_size_max < o->map_size ? o->map_size : o->map_size_max;
   s->chunk_retention_ms = o->chunk_retention_ms;
   s->retention_days = o->retention_days;
+  s->rollup_interval_ms = o->rollup_interval_ms ? o->rollup_interval_ms : 1000;
+  s->defer = 1;
   pthread_rwlockattr_init(&attr);
   /* Writer preference: a resize must not starve behind a steady stream of queries. */
   pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -499,6 +572,7 @@ int pl_store_open(pl_store_t **out, const pl_store_opts_t *o, char *err, size_t 
   if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
   rc = open_tables(s, err, errlen);
   if (rc) goto fail;
+  publish_info(s);
   {
     static const char unknown[] = "unknown";
     if (!name_map_find(&s->names, unknown, sizeof(unknown) - 1, &s->unknown_country))
@@ -526,6 +600,11 @@ void pl_store_close(pl_store_t *s) {
   agg_map_free(&s->all_months);
   agg_map_free(&s->pairs);
   agg_map_free(&s->pair_months);
+  agg_map_free(&s->pend_months);
+  agg_map_free(&s->pend_pairs);
+  free(s->stale.v);
+  free(s->unknown.v);
+  free(s->marking.v);
   key_map_free(&s->insts.keys);
   free(s->insts.v);
   free(s->scratch);
@@ -547,6 +626,16 @@ static int intern(wctx_t *w, const char *p, size_t n, uint32_t *id) {
   int rc;
   if (n > 511) return PL_EINVAL; /* LMDB's key limit; record.c keeps names far below it */
   if (name_map_find(&s->names, p, n, id) || name_map_find(&s->pending, p, n, id)) return 0;
+  if (s->names_partial) {
+    k.mv_data = (void *)p;
+    k.mv_size = n;
+    rc = mdb_get(w->txn, s->dbi[PL_TAB_DICT], &k, &v);
+    if (rc == 0 && v.mv_size == 4) {
+      *id = pl_be32_get(v.mv_data);
+      return 0;
+    }
+    if (rc != MDB_NOTFOUND) return rc ? map_err(rc) : PL_ECORRUPT;
+  }
   *id = s->state.next_id++;
   pl_be32_put(idb, *id);
   k.mv_data = (void *)p;
@@ -708,30 +797,69 @@ static int flush_level(wctx_t *w, agg_map_t *day_map, pl_table_t day_tab, agg_ma
     pl_agg_t *d = &day_map->aggs[i], *m;
     size_t klen = pair ? pl_key_pair(key, k[0], k[1], k[2]) : pl_key_day_inst(key, k[0], k[1]);
     if ((rc = write_agg(w, day_tab, key, klen, d, 1, &was_new))) return rc;
+    /* d was normalised by write_agg; merging keeps the month and all-institution deltas
+     * normalised too, so they are never sorted again. */
     m = agg_map_get(month_map, pl_date_month(k[0]), k[1], k[2]);
     if (!m) return PL_ENOMEM;
     d->active_days = (uint32_t)was_new;
-    if (pl_agg_merge(m, d, 0)) return PL_ENOMEM;
+    if (pl_agg_merge_normalized(m, d, 0)) return PL_ENOMEM;
     if (all_map) {
       pl_agg_t *a = agg_map_get(all_map, k[0], 0, 0);
       if (!a) return PL_ENOMEM;
       d->active_days = 0;
-      if (pl_agg_merge(a, d, 1)) return PL_ENOMEM;
+      if (pl_agg_merge_normalized(a, d, 1)) return PL_ENOMEM;
     }
   }
   return 0;
 }
 
-static int flush_months(wctx_t *w, agg_map_t *map, pl_table_t tab, int pair) {
+/* Writes month deltas merged into the month rows; months in skip (may be NULL) are left out. */
+static int flush_months(wctx_t *w, agg_map_t *map, pl_table_t tab, int pair,
+                        const month_set_t *skip) {
   unsigned char key[12];
   int rc, was_new;
   if ((rc = agg_map_sort(map))) return rc;
   for (uint32_t oi = 0; oi < map->keys.n; oi++) {
     uint32_t i = map->order[oi];
     const uint32_t *k = map->keys.keys[i];
+    if (skip && month_set_has(skip, k[0])) continue;
     size_t klen = pair ? pl_key_pair(key, k[0], k[1], k[2]) : pl_key_day_inst(key, k[0], k[1]);
     if ((rc = write_agg(w, tab, key, klen, &map->aggs[i], 0, &was_new))) return rc;
   }
+  return 0;
+}
+
+/* Marks every month of a month-delta map stale, once per month per transaction. */
+static int mark_months(wctx_t *w, const agg_map_t *map) {
+  pl_store_t *s = w->s;
+  for (uint32_t i = 0; i < map->keys.n; i++) {
+    uint32_t m = map->keys.keys[i][0];
+    unsigned char key[4];
+    MDB_val k = {4, key}, v = {0, NULL};
+    int rc;
+    if (month_set_has(&s->stale, m) || month_set_has(&s->marking, m)) continue;
+    pl_be32_put(key, m);
+    if ((rc = mdb_put(w->txn, s->dbi[PL_TAB_STALE], &k, &v, 0))) return map_err(rc);
+    if (month_set_add(&s->marking, m)) return PL_ENOMEM;
+  }
+  return 0;
+}
+
+/* After a commit: its month deltas join the pending ones (kept normalised, so they stay as
+ * small as the month rows they will be folded into). */
+static int keep_pending(pl_store_t *s) {
+  agg_map_t *from[3] = {&s->months, &s->all_months, &s->pair_months};
+  for (int f = 0; f < 3; f++) {
+    agg_map_t *src = from[f], *dst = f == 2 ? &s->pend_pairs : &s->pend_months;
+    for (uint32_t i = 0; i < src->keys.n; i++) {
+      const uint32_t *k = src->keys.keys[i];
+      pl_agg_t *d = agg_map_get(dst, k[0], k[1], k[2]);
+      if (!d || pl_agg_merge_normalized(d, &src->aggs[i], 0)) return PL_ENOMEM;
+    }
+  }
+  for (uint32_t i = 0; i < s->marking.n; i++)
+    if (month_set_add(&s->stale, s->marking.v[i])) return PL_ENOMEM;
+  s->marking.n = 0;
   return 0;
 }
 
@@ -788,10 +916,17 @@ static int flush_all(wctx_t *w) {
   int rc;
   if ((rc = flush_level(w, &s->days, PL_TAB_DAYS, &s->months, &s->all_days, 0))) return rc;
   if ((rc = flush_level(w, &s->all_days, PL_TAB_DAYS, &s->all_months, NULL, 0))) return rc;
-  if ((rc = flush_months(w, &s->months, PL_TAB_MONTHS, 0))) return rc;
-  if ((rc = flush_months(w, &s->all_months, PL_TAB_MONTHS, 0))) return rc;
   if ((rc = flush_level(w, &s->pairs, PL_TAB_PAIRS, &s->pair_months, NULL, 1))) return rc;
-  if ((rc = flush_months(w, &s->pair_months, PL_TAB_PAIR_MONTHS, 1))) return rc;
+  if (s->defer) {
+    /* The month rows wait for the next fold; readers see the month as stale meanwhile. */
+    if ((rc = mark_months(w, &s->months)) || (rc = mark_months(w, &s->all_months)) ||
+        (rc = mark_months(w, &s->pair_months)))
+      return rc;
+  } else if ((rc = flush_months(w, &s->months, PL_TAB_MONTHS, 0, NULL)) ||
+             (rc = flush_months(w, &s->all_months, PL_TAB_MONTHS, 0, NULL)) ||
+             (rc = flush_months(w, &s->pair_months, PL_TAB_PAIR_MONTHS, 1, NULL))) {
+    return rc;
+  }
   if ((rc = flush_insts(w))) return rc;
   return map_err(mdb_put(w->txn, s->dbi[PL_TAB_META], &k, &v, 0));
 }
@@ -918,10 +1053,13 @@ fail_pl:
   return rc;
 }
 
+/* After a commit, the names it interned join the committed ones. When memory runs out
+ * here, intern() finds such a name in the dict table instead (names_partial). */
 static void adopt_pending(pl_store_t *s) {
   for (uint32_t i = 0; i < s->pending.cap; i++) {
     name_slot_t *p = &s->pending.slots[i];
-    if (p->off) name_map_put(&s->names, s->pending.arena + p->off - 1, p->len, p->id);
+    if (p->off && name_map_put(&s->names, s->pending.arena + p->off - 1, p->len, p->id))
+      s->names_partial = 1;
   }
   name_map_clear(&s->pending);
 }
@@ -937,6 +1075,7 @@ static int grow_map(pl_store_t *s) {
   if (rc) return map_err(rc);
   s->map_size = size;
   __atomic_add_fetch(&s->map_grows, 1, __ATOMIC_RELAXED);
+  publish_info(s);
   return 0;
 }
 
@@ -950,11 +1089,13 @@ int pl_store_commit(pl_store_t *s, pl_batch_t *const *batches, size_t n, uint64_
     /* Nothing of the attempt is stored: forget its names and counters. */
     s->state = saved;
     s->unknown_country = saved_unknown;
+    s->marking.n = 0;
     name_map_clear(&s->pending);
     if (rc != PL_ESTOREFULL || grow_map(s) != 0) break;
   }
   if (rc == 0) {
     adopt_pending(s);
+    if (s->defer && keep_pending(s)) s->pending_lost = 1;
     __atomic_add_fetch(&s->commits, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&s->full, 0, __ATOMIC_RELAXED);
   } else {
@@ -965,7 +1106,122 @@ int pl_store_commit(pl_store_t *s, pl_batch_t *const *batches, size_t n, uint64_
     batches[i]->status = rc;
     if (rc) batches[i]->stored = batches[i]->duplicates = batches[i]->rejected = 0;
   }
+  publish_info(s);
   return rc;
+}
+
+/* ---- folding month rollups ---- */
+
+/* Deletes the rows of one month from a month table (keys start with the month). */
+static int delete_month(wctx_t *w, pl_table_t tab, uint32_t month) {
+  MDB_cursor *c;
+  MDB_val k, v;
+  unsigned char key[4];
+  int rc = mdb_cursor_open(w->txn, w->s->dbi[tab], &c);
+  if (rc) return map_err(rc);
+  pl_be32_put(key, month);
+  k.mv_data = key;
+  k.mv_size = 4;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    if (k.mv_size < 4 || pl_be32_get(k.mv_data) != month) break;
+    if ((rc = mdb_cursor_del(c, 0))) break;
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND || rc == 0 ? 0 : map_err(rc);
+}
+
+/* Sums the day rows of a month (day · inst, or day · lo · hi) into month deltas. */
+static int sum_days(wctx_t *w, pl_table_t tab, uint32_t month, agg_map_t *out, int pair) {
+  MDB_cursor *c;
+  MDB_val k, v;
+  unsigned char key[4];
+  uint32_t first = pl_date_month_first(month);
+  uint32_t last = first + (uint32_t)pl_date_month_len(month) - 1;
+  int rc = mdb_cursor_open(w->txn, w->s->dbi[tab], &c);
+  if (rc) return map_err(rc);
+  pl_be32_put(key, first);
+  k.mv_data = key;
+  k.mv_size = 4;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    const unsigned char *kp = k.mv_data;
+    pl_agg_view_t day;
+    pl_agg_t *m;
+    if (k.mv_size != (pair ? 12u : 8u) || pl_be32_get(kp) > last) break;
+    if (pl_agg_view(&day, v.mv_data, v.mv_size)) {
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    m = agg_map_get(out, month, pl_be32_get(kp + 4), pair ? pl_be32_get(kp + 8) : 0);
+    if (!m || pl_agg_merge_view(m, &day)) {
+      mdb_cursor_close(c);
+      return PL_ENOMEM;
+    }
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND || rc == 0 ? 0 : map_err(rc);
+}
+
+static int fold_once(pl_store_t *s) {
+  wctx_t w = {s, NULL};
+  const month_set_t *unknown = &s->unknown;
+  month_set_t all = {s->stale.v, s->stale.n, s->stale.cap};
+  int rc = mdb_txn_begin(s->env, NULL, 0, &w.txn);
+  if (rc) return map_err(rc);
+  if (s->pending_lost) unknown = &all;
+  /* Months whose deltas are all in memory: fold them into the rows. */
+  if ((rc = flush_months(&w, &s->pend_months, PL_TAB_MONTHS, 0, unknown)) ||
+      (rc = flush_months(&w, &s->pend_pairs, PL_TAB_PAIR_MONTHS, 1, unknown)))
+    goto fail;
+  /* The others: recompute from their day rows (the commit maps are free between commits). */
+  for (uint32_t i = 0; i < unknown->n; i++) {
+    uint32_t m = unknown->v[i];
+    reset_accumulators(s);
+    if ((rc = delete_month(&w, PL_TAB_MONTHS, m)) || (rc = delete_month(&w, PL_TAB_PAIR_MONTHS, m)) ||
+        (rc = sum_days(&w, PL_TAB_DAYS, m, &s->months, 0)) ||
+        (rc = sum_days(&w, PL_TAB_PAIRS, m, &s->pair_months, 1)) ||
+        (rc = flush_months(&w, &s->months, PL_TAB_MONTHS, 0, NULL)) ||
+        (rc = flush_months(&w, &s->pair_months, PL_TAB_PAIR_MONTHS, 1, NULL)))
+      goto fail;
+  }
+  for (uint32_t i = 0; i < s->stale.n; i++) {
+    unsigned char key[4];
+    MDB_val k = {4, key};
+    pl_be32_put(key, s->stale.v[i]);
+    rc = mdb_del(w.txn, s->dbi[PL_TAB_STALE], &k, NULL);
+    if (rc && rc != MDB_NOTFOUND) {
+      rc = map_err(rc);
+      goto fail;
+    }
+  }
+  reset_accumulators(s);
+  return map_err(mdb_txn_commit(w.txn));
+fail:
+  reset_accumulators(s);
+  mdb_txn_abort(w.txn);
+  return rc;
+}
+
+int pl_store_refresh(pl_store_t *s) {
+  int rc = 0;
+  if (s->stale.n == 0) return 0;
+  for (;;) {
+    rc = fold_once(s);
+    if (rc != PL_ESTOREFULL || grow_map(s) != 0) break;
+  }
+  s->last_fold_ms = mono_ms();
+  publish_info(s);
+  if (rc) return rc;
+  agg_map_clear(&s->pend_months);
+  agg_map_clear(&s->pend_pairs);
+  s->stale.n = s->unknown.n = 0;
+  s->pending_lost = 0;
+  return 0;
+}
+
+int pl_store_refresh_due(const pl_store_t *s, uint64_t now_ms) {
+  return s->stale.n > 0 && now_ms - s->last_fold_ms >= s->rollup_interval_ms;
 }
 
 /* ---- rebuild ---- */
@@ -1129,12 +1385,12 @@ fail:
   return prc ? prc : map_err(rc);
 }
 
-int pl_store_rebuild(pl_store_t *s, uint64_t *events) {
+/* Recomputes the rows from the retention boundary on from the raw events (writing month
+ * rows directly), then insts and the totals from the day rows. */
+static int rebuild_from(pl_store_t *s, uint32_t rf, uint64_t *events) {
   unsigned char last[16], from[4], month_from[4];
   size_t lastlen = 0;
   int rc, done = 0;
-  uint32_t rf = s->state.retained_from;
-  *events = 0;
   pl_be32_put(from, rf);
   pl_be32_put(month_from, pl_date_month(rf));
   if ((rc = clear_from(s, PL_TAB_DAYS, rf ? from : NULL, 4)) ||
@@ -1147,12 +1403,12 @@ int pl_store_rebuild(pl_store_t *s, uint64_t *events) {
     unsigned char last_before[16];
     size_t lastlen_before = lastlen;
     uint64_t seen_before = *events;
-    memcpy(last_before, last, sizeof(last));
+    memcpy(last_before, last, sizeof(last_before));
     rc = rebuild_step(s, last, &lastlen, events, &done);
     if (rc == 0) continue;
     s->state = before;
     name_map_clear(&s->pending);
-    memcpy(last, last_before, sizeof(last));
+    memcpy(last, last_before, sizeof(last_before));
     lastlen = lastlen_before;
     *events = seen_before;
     done = 0;
@@ -1167,6 +1423,18 @@ int pl_store_rebuild(pl_store_t *s, uint64_t *events) {
   }
 }
 
+int pl_store_rebuild(pl_store_t *s, uint64_t *events) {
+  int rc;
+  *events = 0;
+  /* Months before the retention boundary keep their rollups: bring any stale ones up to
+   * date from their day rows first. */
+  if ((rc = pl_store_refresh(s))) return rc;
+  s->defer = 0;
+  rc = rebuild_from(s, s->state.retained_from, events);
+  s->defer = 1;
+  return rc;
+}
+
 /* ---- retention ---- */
 
 int pl_store_maintain(pl_store_t *s, size_t max, int *more) {
@@ -1178,6 +1446,7 @@ int pl_store_maintain(pl_store_t *s, size_t max, int *more) {
   size_t n = 0;
   int rc;
   *more = 0;
+  if ((rc = pl_store_refresh(s))) return rc;
   {
     /* A tool (mdb_copy, a backup script) killed inside a read transaction while we run
      * would keep pages from being reused until the next open: clear its slot now. */
@@ -1194,9 +1463,10 @@ int pl_store_maintain(pl_store_t *s, size_t max, int *more) {
   if (cutoff <= s->prune_clean && cutoff <= s->state.retained_from) return 0;
   if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) return map_err(rc);
   pl_be32_put(key, 0);
-  for (int t = 0; t < 2 && n < max; t++) {
-    pl_table_t tab = t == 0 ? PL_TAB_EVENTS : PL_TAB_IDEM;
-    if ((rc = mdb_cursor_open(txn, s->dbi[tab], &c))) goto fail;
+  /* Only raw events go: the idem rows (a few dozen bytes each) stay, so a record re-sent
+   * after its month was pruned is still recognised and not aggregated twice. */
+  {
+    if ((rc = mdb_cursor_open(txn, s->dbi[PL_TAB_EVENTS], &c))) goto fail;
     k.mv_data = key;
     k.mv_size = 4;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && n < max;
@@ -1231,11 +1501,18 @@ fail:
 
 /* ---- read path ---- */
 
-int pl_store_read_begin(pl_store_t *s, pl_rtxn_t **out) {
+static int read_begin(pl_store_t *s, pl_rtxn_t **out, int wait) {
   pl_rtxn_t *t = malloc(sizeof(*t));
   int rc;
   if (!t) return PL_ENOMEM;
-  pthread_rwlock_rdlock(&s->maplock);
+  if (!wait) {
+    if (pthread_rwlock_tryrdlock(&s->maplock) != 0) {
+      free(t);
+      return PL_EAGAIN;
+    }
+  } else {
+    pthread_rwlock_rdlock(&s->maplock);
+  }
   rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
   if (rc == MDB_MAP_RESIZED) {
     /* Another process grew the map (a tool such as parleyd --rebuild): adopt its size. */
@@ -1255,6 +1532,10 @@ int pl_store_read_begin(pl_store_t *s, pl_rtxn_t **out) {
   *out = t;
   return 0;
 }
+
+int pl_store_read_begin(pl_store_t *s, pl_rtxn_t **out) { return read_begin(s, out, 1); }
+
+int pl_store_read_try_begin(pl_store_t *s, pl_rtxn_t **out) { return read_begin(s, out, 0); }
 
 void pl_store_read_end(pl_rtxn_t *t) {
   if (!t) return;
@@ -1342,6 +1623,13 @@ int pl_store_cursor_last(pl_cursor_t *c, pl_str_t *k, pl_str_t *v) {
   return cursor_op(c, &kk, MDB_LAST, k, v);
 }
 
+int pl_store_month_stale(pl_rtxn_t *t, uint32_t month) {
+  unsigned char k[4];
+  pl_str_t v;
+  pl_be32_put(k, month);
+  return pl_store_get(t, PL_TAB_STALE, k, 4, &v) == 0;
+}
+
 int pl_store_id(pl_rtxn_t *t, const char *name, size_t n, uint32_t *id) {
   pl_str_t v;
   int rc = pl_store_get(t, PL_TAB_DICT, name, n, &v);
@@ -1360,8 +1648,10 @@ int pl_store_name(pl_rtxn_t *t, uint32_t id, pl_str_t *name) {
 int pl_store_agg(pl_rtxn_t *t, int months, uint32_t period, uint32_t inst, pl_agg_view_t *v) {
   unsigned char k[8];
   pl_str_t val;
-  int rc = pl_store_get(t, months ? PL_TAB_MONTHS : PL_TAB_DAYS, k, pl_key_day_inst(k, period, inst),
-                        &val);
+  int rc;
+  if (months && pl_store_month_stale(t, period)) return PL_ESTALE;
+  rc = pl_store_get(t, months ? PL_TAB_MONTHS : PL_TAB_DAYS, k, pl_key_day_inst(k, period, inst),
+                    &val);
   if (rc) return rc;
   return pl_agg_view(v, val.p, val.n);
 }
@@ -1370,8 +1660,10 @@ int pl_store_pair(pl_rtxn_t *t, int months, uint32_t period, uint32_t a, uint32_
                   pl_agg_view_t *v) {
   unsigned char k[12];
   pl_str_t val;
-  int rc = pl_store_get(t, months ? PL_TAB_PAIR_MONTHS : PL_TAB_PAIRS, k,
-                        pl_key_pair(k, period, a, b), &val);
+  int rc;
+  if (months && pl_store_month_stale(t, period)) return PL_ESTALE;
+  rc = pl_store_get(t, months ? PL_TAB_PAIR_MONTHS : PL_TAB_PAIRS, k, pl_key_pair(k, period, a, b),
+                    &val);
   if (rc) return rc;
   return pl_agg_view(v, val.p, val.n);
 }
@@ -1404,17 +1696,26 @@ int pl_store_state(pl_rtxn_t *t, pl_store_state_t *st) {
   return 0;
 }
 
-void pl_store_get_info(pl_store_t *s, pl_store_info_t *info) {
+/* Publishes the environment's figures for other threads. Only the thread that may resize
+ * the map calls this: mdb_env_info reads the meta pages, which a resize unmaps. */
+static void publish_info(pl_store_t *s) {
   MDB_envinfo ei;
   MDB_stat st;
-  memset(info, 0, sizeof(*info));
   mdb_env_info(s->env, &ei);
   mdb_env_stat(s->env, &st);
-  info->map_size = ei.me_mapsize;
+  __atomic_store_n(&s->info_map_size, (uint64_t)ei.me_mapsize, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->info_used, (uint64_t)(ei.me_last_pgno + 1) * st.ms_psize, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->info_psize, (uint32_t)st.ms_psize, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->info_readers, (uint32_t)ei.me_numreaders, __ATOMIC_RELAXED);
+}
+
+void pl_store_get_info(pl_store_t *s, pl_store_info_t *info) {
+  memset(info, 0, sizeof(*info));
+  info->map_size = __atomic_load_n(&s->info_map_size, __ATOMIC_RELAXED);
   info->map_size_max = s->map_size_max;
-  info->page_size = st.ms_psize;
-  info->used_bytes = (uint64_t)(ei.me_last_pgno + 1) * st.ms_psize;
-  info->readers = ei.me_numreaders;
+  info->page_size = __atomic_load_n(&s->info_psize, __ATOMIC_RELAXED);
+  info->used_bytes = __atomic_load_n(&s->info_used, __ATOMIC_RELAXED);
+  info->readers = __atomic_load_n(&s->info_readers, __ATOMIC_RELAXED);
   info->stale_readers = __atomic_load_n(&s->stale_readers, __ATOMIC_RELAXED);
   info->commits = __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
   info->commit_errors = __atomic_load_n(&s->commit_errors, __ATOMIC_RELAXED);

@@ -71,6 +71,11 @@ int pl_agg_merge_view(pl_agg_t *dst, const pl_agg_view_t *src);
 /* Sorts every section by id and combines repeated ids. */
 void pl_agg_normalize(pl_agg_t *a);
 
+/* Adds src into dst when both are normalised, keeping dst normalised (a linear merge: no
+ * sort), leaving out PL_AGG_COUNTERPARTS when skip_cps. Active days are summed. Returns 0
+ * or PL_ENOMEM (dst is then unchanged). */
+int pl_agg_merge_normalized(pl_agg_t *dst, const pl_agg_t *src, int skip_cps);
+
 /* Size and bytes of the stored form of a normalised aggregate. */
 size_t pl_agg_encoded_size(const pl_agg_t *a);
 void pl_agg_encode(const pl_agg_t *a, void *out);

@@ -25,6 +25,7 @@ typedef struct pl_config {
   uint64_t batch_delay_ms;     /* how long the writer waits to fill a commit */
   uint64_t chunk_retention_ms; /* how long Forward chunk ids are remembered */
   uint64_t retention_days;     /* raw events older than this are deleted; 0 keeps all */
+  uint64_t rollup_interval_ms; /* month rollups are folded at least this often */
   /* [ingest] */
   char listen[PL_CONFIG_STR_MAX];
   uint64_t max_connections;

@@ -26,7 +26,8 @@
   XX(REJECT, -20018, "record rejected")                                   \
   XX(NOSPACE, -20019, "no space left on device")                          \
   XX(TIMEOUT, -20020, "timed out")                                        \
-  XX(IO, -20021, "input/output error")
+  XX(IO, -20021, "input/output error")                                    \
+  XX(STALE, -20022, "month rollup not current; read its days")
 
 enum {
 #define PL_ERR_ENUM(name, code, text) PL_E##name = (code),

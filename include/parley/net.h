@@ -17,6 +17,8 @@ typedef union pl_stream {
 
 typedef struct pl_listener {
   pl_stream_t h;
+  pl_stream_t spare; /* refuses a connection when memory for a new handle is short */
+  int spare_busy;
   int is_pipe;
   int open;
   char bound[320]; /* the address actually bound, "127.0.0.1:41234" or "unix:/path" */
@@ -24,7 +26,9 @@ typedef struct pl_listener {
 } pl_listener_t;
 
 /* Binds and listens on spec; cb fires on the loop for each incoming connection, with
- * server->data = data. Returns 0, or a libuv error with a sentence in err. */
+ * server->data = data. Returns 0, or a libuv error with a sentence in err. On failure
+ * with l->open set, the handle was initialised: close it with pl_net_listener_close and
+ * free the memory holding l only in that close callback. */
 int pl_net_listen(pl_listener_t *l, uv_loop_t *loop, const char *spec, uv_connection_cb cb,
                   void *data, char *err, size_t errlen);
 
@@ -36,6 +40,13 @@ void pl_net_listener_close(pl_listener_t *l, uv_close_cb cb);
  * through uv_close with close_cb, which the caller must provide to free it). */
 int pl_net_accept(pl_listener_t *l, pl_stream_t *client, char *peer, size_t peerlen,
                   uv_close_cb close_cb);
+
+/* Accepts the pending connection only to close it, after trying to write msg (may be
+ * NULL); peer gets its printable name. A listener whose connection callback returns
+ * without accepting stops being polled, so every refusal goes through here. Returns 0, or
+ * a libuv error (then the connection is left pending: the listener is not polled until
+ * the next refusal or accept succeeds). */
+int pl_net_refuse(pl_listener_t *l, const void *msg, size_t msglen, char *peer, size_t peerlen);
 
 /* A per-connection count of bytes handed to libuv and not yet written. */
 typedef struct pl_wq {

@@ -13,6 +13,9 @@
 #define PL_QUERY_MAX_EVENTS_LIMIT 10000 /* events, rejects */
 #define PL_QUERY_MAX_PERIODS 10000      /* series rows */
 #define PL_QUERY_MAX_WINDOW 36525       /* days */
+/* A page of events or rejects stops early (with a next cursor) once its rows hold this
+ * many bytes, so one request cannot build a reply of gigabytes. */
+#define PL_QUERY_MAX_REPLY_BYTES (16u << 20)
 
 /* Live figures the store cannot know. */
 typedef struct pl_query_env {

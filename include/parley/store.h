@@ -17,7 +17,17 @@
  *   chunk_age    time u64 ms . chunk bytes       -> (empty), for pruning in time order
  *   rejects      rseq u64                        -> msgpack {reason, raw, peer, received}
  *   meta         "version" | "state"             -> schema version | pl_store_state_t
- * Day numbers are date.h's; month is date.h's month index. Dictionary ids start at 1. */
+ *   stale        month u32                       -> (empty): months whose rollups lag
+ * Day numbers are date.h's; month is date.h's month index. Dictionary ids start at 1.
+ *
+ * Month rollups (months, pair_months) are not rewritten by every commit: that would rewrite
+ * the open month's rows for every busy institution and pair each time, several times the
+ * bytes of the events themselves. A commit writes day rows and marks the month stale in the
+ * same transaction; the writer folds the accumulated deltas into the month rows now and
+ * then (pl_store_maintain) and clears the mark. Readers use a month's rollups only when it
+ * is not stale (pl_store_month_stale), and its day rows otherwise, so answers are always
+ * exact. After a crash the deltas in memory are gone but the marks are not: those months
+ * are recomputed from their day rows. */
 #ifndef PARLEY_STORE_H
 #define PARLEY_STORE_H
 
@@ -44,6 +54,7 @@ typedef enum pl_table {
   PL_TAB_CHUNK_AGE,
   PL_TAB_REJECTS,
   PL_TAB_META,
+  PL_TAB_STALE,
   PL_TAB_COUNT
 } pl_table_t;
 
@@ -58,6 +69,7 @@ typedef struct pl_store_opts {
   unsigned max_readers;        /* 0: 512 */
   uint64_t chunk_retention_ms; /* how long committed chunk ids are remembered */
   uint32_t retention_days;     /* 0: keep raw events forever (aggregates are always kept) */
+  uint64_t rollup_interval_ms; /* fold month rollups at least this often under load */
 } pl_store_opts_t;
 
 /* Opens (creating when needed) the store in o->dir and takes the directory's lock, so a
@@ -88,10 +100,19 @@ int pl_store_commit(pl_store_t *s, pl_batch_t *const *batches, size_t n, uint64_
 int pl_store_rebuild(pl_store_t *s, uint64_t *events);
 
 /* Background upkeep, one small transaction per call (writer thread, between commits):
- * clears reader slots left by crashed processes, and deletes up to max raw events (and their idem entries) dated before the retention
+ * folds pending month rollups, clears reader slots left by crashed processes, and deletes
+ * up to max raw events (their idem rows stay, for dedup) dated before the retention
  * boundary: the first of the month holding (last stored day - retention_days + 1).
  * *more is set when work remains. Returns 0 or an error. */
 int pl_store_maintain(pl_store_t *s, size_t max, int *more);
+
+/* Folds the pending month rollups now (months marked stale become current). Returns 0 or an
+ * error (the marks then stay and readers keep using day rows). */
+int pl_store_refresh(pl_store_t *s);
+
+/* Whether folding is due: rollups are pending and rollup_interval_ms passed since the
+ * last fold. now_ms is a monotonic clock. */
+int pl_store_refresh_due(const pl_store_t *s, uint64_t now_ms);
 
 /* ---- read path: any thread ---- */
 
@@ -102,6 +123,9 @@ typedef struct pl_cursor pl_cursor_t;
  * LMDB from reusing pages) and end it on the thread that began it. Values returned
  * through it are valid until pl_store_read_end(). Returns 0 or an error. */
 int pl_store_read_begin(pl_store_t *s, pl_rtxn_t **out);
+/* The same, but never waits: PL_EAGAIN while the map is being resized (for the event loop,
+ * which must not block). */
+int pl_store_read_try_begin(pl_store_t *s, pl_rtxn_t **out);
 void pl_store_read_end(pl_rtxn_t *t);
 
 /* Point lookup. Returns 0 and *val (pointing into the map), or PL_ENOTFOUND. */
@@ -120,13 +144,17 @@ int pl_store_cursor_prev(pl_cursor_t *c, pl_str_t *k, pl_str_t *v);
 int pl_store_cursor_first(pl_cursor_t *c, pl_str_t *k, pl_str_t *v);
 int pl_store_cursor_last(pl_cursor_t *c, pl_str_t *k, pl_str_t *v);
 
+/* 1 when the month's rollups (months and pair_months rows) lag its day rows: read the
+ * days instead. 0 when they are current. */
+int pl_store_month_stale(pl_rtxn_t *t, uint32_t month);
+
 /* Dictionary: id of a name (PL_ENOTFOUND when never seen) and name of an id. */
 int pl_store_id(pl_rtxn_t *t, const char *name, size_t n, uint32_t *id);
 int pl_store_name(pl_rtxn_t *t, uint32_t id, pl_str_t *name);
 
 /* Aggregate of (period, inst) at a level: 0 days (period = day), 1 months (period =
- * month index). inst 0 is every institution together. Returns 0, PL_ENOTFOUND, or
- * PL_ECORRUPT. */
+ * month index). inst 0 is every institution together. Returns 0, PL_ENOTFOUND,
+ * PL_ESTALE (a month whose rollups lag its days: read the days) or PL_ECORRUPT. */
 int pl_store_agg(pl_rtxn_t *t, int months, uint32_t period, uint32_t inst, pl_agg_view_t *v);
 /* Pair aggregate of (period, a, b), either order. */
 int pl_store_pair(pl_rtxn_t *t, int months, uint32_t period, uint32_t a, uint32_t b,

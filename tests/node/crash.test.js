@@ -101,13 +101,24 @@ async function allEvents(d) {
   }
 }
 
-// The data of the derived tables (mdb_dump's header, which names the environment's reader
-// count, is left out) and meta, where the state's totals live.
-function dumpDerived(dir) {
+function dump(dir, table) {
+  const text = execFileSync('mdb_dump', ['-s', table, dir], {maxBuffer: 1 << 28}).toString();
+  // key and value lines, without mdb_dump's header (it names the environment's reader count)
+  const lines = text.slice(text.indexOf('HEADER=END') + 11, text.indexOf('DATA=END')).split('\n');
+  const rows = [];
+  for (let i = 0; i + 1 < lines.length; i += 2) rows.push([lines[i].trim(), lines[i + 1].trim()]);
+  return rows;
+}
+
+// The derived tables and meta (the state's totals). Month rollups of months marked stale
+// lag their day rows by design (they are folded in the background, and recomputed from the
+// days after a crash), so those months are compared through their day rows only.
+function dumpDerived(dir, staleMonths) {
   const out = [];
-  for (const t of ['days', 'months', 'pairs', 'pair_months', 'insts', 'meta']) {
-    const text = execFileSync('mdb_dump', ['-s', t, dir], {maxBuffer: 1 << 28}).toString();
-    out.push(text.slice(text.indexOf('HEADER=END')));
+  for (const t of ['days', 'pairs', 'insts', 'meta', 'months', 'pair_months']) {
+    let rows = dump(dir, t);
+    if (t === 'months' || t === 'pair_months') rows = rows.filter(([k]) => !staleMonths.has(k.slice(0, 8)));
+    out.push(rows.map((r) => r.join(' ')).join('\n'));
   }
   return out;
 }
@@ -132,9 +143,11 @@ test(`crash loop: ${KILLS} SIGKILLs under load with acks`, async () => {
       fs.rmSync(copy, {recursive: true, force: true});
       fs.mkdirSync(copy);
       execFileSync('mdb_copy', [dataDir, copy]);
-      const before = dumpDerived(copy);
+      const stale = new Set(dump(copy, 'stale').map(([k]) => k));
+      const before = dumpDerived(copy, stale);
       execFileSync(path.join(L.BUILD, 'parleyd'), ['--data-dir', copy, '--rebuild', '--log-level', 'warn']);
-      const after = dumpDerived(copy);
+      eq(dump(copy, 'stale').length, 0, 'no month is stale after a rebuild');
+      const after = dumpDerived(copy, stale);
       for (let i = 0; i < before.length; i++) {
         if (before[i] !== after[i]) throw new Error(`round ${round}: table ${i} differs from a rebuild`);
       }

@@ -225,6 +225,118 @@ test('a query client that never reads its replies does not stop others', async (
   sock.destroy();
 });
 
+test('pipelined query requests behind a slow one are answered in order (buffer stays put)', async ({d}) => {
+  // Regression: a read while a request ran could move the buffer it was decoded from.
+  const sock = net.connect(d.queryPort, '127.0.0.1');
+  await new Promise((r) => sock.on('connect', r));
+  const replies = [];
+  const done = new Promise((resolve) => {
+    (async () => {
+      try {
+        for await (const m of require('@msgpack/msgpack').decodeMultiStream(sock)) {
+          replies.push(m);
+          if (replies.length === 4001) resolve();
+        }
+      } catch (e) { /* destroyed at the end */ }
+    })();
+  });
+  const parts = [L.encode({op: 'events', limit: 10000, req: 'x'.repeat(3000)})];
+  for (let i = 0; i < 4000; i++) parts.push(L.encode({op: 'ping', req: i}));
+  sock.write(Buffer.concat(parts));
+  await Promise.race([done, L.sleep(30000 * L.SLOW)]);
+  eq(replies.length, 4001, 'every reply');
+  eq(replies[4000].req, 3999, 'in order');
+  sock.destroy();
+});
+
+test('a request waiting behind a large reply is started once the reply drains', async ({d}) => {
+  // Regression: a pipelined request sat unanswered after a reply over the write queue bound.
+  const c = await L.RawClient.connect(d.ingestPort);
+  for (let m = 0; m < 3; m++) { // under this daemon's 256 KiB message limit
+    const entries = [];
+    for (let i = 0; i < 100; i++) entries.push(L.entry(NOW, {institution: 'Big Reply Institute', id: `br${m}-${i}`, title: 'b'.repeat(2000)}));
+    c.send(L.forward('br', entries, {chunk: 'br' + m}));
+    eq(await c.nextMessage(), {ack: 'br' + m}, 'loaded');
+  }
+  c.end();
+  const q = await L.QueryClient.connect(d.queryPort);
+  const [big, pong] = await Promise.all([q.request({op: 'events', limit: 10000}), q.request({op: 'ping', req: 'after'})]);
+  assert(big.ok && big.result.rows.length >= 300, 'the big page');
+  eq([pong.ok, pong.req], [true, 'after'], 'the request behind it');
+  q.close();
+});
+
+test('a connection waiting for the buffer budget is woken when another finishes a message', async () => {
+  // Regression: waiters were woken only when a connection closed.
+  const d = await L.Daemon.start({args: ['--set', 'ingest.buffer_max_bytes=1MiB']});
+  try {
+    const entries = [];
+    for (let i = 0; i < 20; i++) entries.push(L.entry(NOW, {institution: 'Budget Hog', id: 'bh' + i, title: 'y'.repeat(100000)}));
+    const big = L.packedForward('a', entries, {chunk: 'chunkA'});
+    const cut = Math.floor(big.length * 0.75);
+    const a = await L.RawClient.connect(d.ingestPort);
+    a.send(big.subarray(0, cut));
+    await L.sleep(300 * L.SLOW);
+    const b = await L.RawClient.connect(d.ingestPort);
+    b.send(L.message('b', NOW, {institution: 'Patient Fund'}, {chunk: 'chunkB'}));
+    await L.sleep(300 * L.SLOW);
+    a.send(big.subarray(cut)); // A finishes and stays connected
+    eq(await a.nextMessage(), {ack: 'chunkA'}, 'A acked');
+    eq(await b.nextMessage(3000 * L.SLOW), {ack: 'chunkB'}, 'B acked while A is still open');
+    a.end();
+    b.end();
+  } finally {
+    await d.stop();
+    d.cleanup();
+  }
+});
+
+test('SIGTERM with a query client that never reads: the daemon still exits promptly', async () => {
+  // Regression: a deaf query client kept a stopping daemon alive.
+  const d = await L.Daemon.start();
+  try {
+    const c = await L.RawClient.connect(d.ingestPort);
+    const entries = [];
+    for (let i = 0; i < 500; i++) entries.push(L.entry(NOW, {institution: 'Deaf Reader Forum', id: 'dr' + i, title: 'z'.repeat(4000)}));
+    c.send(L.forward('dr', entries, {chunk: 'dr'}));
+    eq(await c.nextMessage(), {ack: 'dr'}, 'loaded');
+    c.end();
+    const sock = net.connect(d.queryPort, '127.0.0.1');
+    await new Promise((r) => sock.on('connect', r));
+    sock.pause();
+    for (let i = 0; i < 5; i++) sock.write(L.encode({op: 'events', limit: 10000}));
+    await L.sleep(200 * L.SLOW);
+    const t0 = Date.now();
+    const {code} = await d.stop('SIGTERM');
+    eq(code, 0, 'exit status');
+    assert(Date.now() - t0 < 6000 * L.SLOW, `stopped in ${Date.now() - t0} ms`);
+    sock.destroy();
+  } finally {
+    d.cleanup();
+  }
+});
+
+test('a listen address in use: a clear error and exit status 1, no crash', async ({d}) => {
+  // Regression: a failed listen aborted on an uninitialised handle.
+  const {spawnSync} = require('child_process');
+  const path = require('path');
+  const os = require('os');
+  const fs = require('fs');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-busy-'));
+  try {
+    for (const flag of ['--listen', '--query-listen', '--http-listen']) {
+      const args = ['--data-dir', path.join(dir, 'data'), '--listen', '127.0.0.1:0',
+        '--query-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', flag, `127.0.0.1:${d.ingestPort}`];
+      const r = spawnSync(path.join(L.BUILD, 'parleyd'), args, {timeout: 10000});
+      eq(r.status, 1, flag + ' exit status');
+      assert(/cannot listen on 127\.0\.0\.1:\d+: address already in use/.test(r.stderr.toString()),
+        flag + ': ' + r.stderr.toString().trim().split('\n').pop());
+    }
+  } finally {
+    fs.rmSync(dir, {recursive: true, force: true});
+  }
+});
+
 L.run(async () => {
   const d = await L.Daemon.start({args: LIMITS});
   return {d, daemon: d, cleanup: async () => {
