@@ -1,6 +1,6 @@
-/* Aggregate arithmetic and the stored form of aggregates. The stored form is a fixed header
- * followed by sorted (id, events, participants) entries per section, so a query can read
- * the totals without decoding and find one id by binary search. */
+/* Aggregate arithmetic and the stored form of aggregates. The stored form is compact
+ * (varints, ids as deltas) because every commit rewrites the day rows it touches and every
+ * query reads many: a typical day row is a quarter of a fixed-width layout. */
 #include "parley/agg.h"
 
 #include <assert.h>
@@ -10,12 +10,37 @@
 #include "parley/date.h"
 #include "parley/error.h"
 
-/* Stored layout, native endian like LMDB's own pages:
- *   u32 version, events, active_days, first_day, last_day, n[PL_AGG_NSECT], u64 participants,
- *   then per section n entries of { u32 id, u32 events, u64 participants }. */
-#define AGG_VERSION 1
-#define HDR_SIZE (4 * (5 + PL_AGG_NSECT) + 8)
-#define ENTRY_SIZE 16
+/* Stored layout (LEB128 varints):
+ *   u8 version, events, active_days, first_day + 1 (0: none), last_day - first_day (only
+ *   with a first day), participants, then per section its entry count and its byte length,
+ *   then the sections: per entry the id's delta from the previous id, events, participants.
+ * Sections' byte lengths let a reader jump to any section without decoding the others. */
+#define AGG_VERSION 2
+#define VARINT_MAX 10
+#define HDR_MAX (1 + 5 * VARINT_MAX + 2 * PL_AGG_NSECT * VARINT_MAX)
+
+static unsigned char *put_varint(unsigned char *p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = (unsigned char)(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = (unsigned char)v;
+  return p;
+}
+
+/* Reads one varint from [*p, end). Returns 0, or -1 when it runs past end or is too long. */
+static int get_varint(const unsigned char **p, const unsigned char *end, uint64_t *v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    unsigned char b = *(*p)++;
+    x |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
 
 void pl_agg_init(pl_agg_t *a) {
   memset(a, 0, sizeof(*a));
@@ -84,11 +109,13 @@ int pl_agg_merge_view(pl_agg_t *dst, const pl_agg_view_t *src) {
   dst->active_days += src->active_days;
   dst->participants += src->participants;
   span(dst, src->first_day, src->last_day);
-  for (int s = 0; s < PL_AGG_NSECT; s++)
-    for (uint32_t i = 0; i < src->n[s]; i++) {
-      pl_agg_view_entry(src, s, i, &e);
+  for (int s = 0; s < PL_AGG_NSECT; s++) {
+    pl_agg_iter_t it;
+    pl_agg_iter_init(&it, src, s);
+    while (pl_agg_iter_next(&it, &e) == 1)
       if (pl_agg_add(dst, s, e.id, e.events, e.participants)) return PL_ENOMEM;
-    }
+    if (it.corrupt) return PL_ECORRUPT;
+  }
   return 0;
 }
 
@@ -168,137 +195,155 @@ int pl_agg_merge_normalized(pl_agg_t *dst, const pl_agg_t *src, int skip_cps) {
   return 0;
 }
 
-size_t pl_agg_encoded_size(const pl_agg_t *a) {
-  size_t n = HDR_SIZE;
-  for (int s = 0; s < PL_AGG_NSECT; s++) n += (size_t)a->sect[s].n * ENTRY_SIZE;
-  return n;
-}
+/* The entries of one section in id order: either a delta's array or an old row's bytes. */
+typedef struct src_iter {
+  int from_view;           /* reads it (an old row) rather than v (a delta) */
+  const pl_agg_entry_t *v;
+  uint32_t i, n;
+  pl_agg_iter_t it;
+  int have;
+  pl_agg_entry_t cur;
+} src_iter_t;
 
-void pl_agg_encode(const pl_agg_t *a, void *out) {
-  unsigned char *p = out;
-  uint32_t h[5 + PL_AGG_NSECT] = {AGG_VERSION, a->events, a->active_days, a->first_day,
-                                  a->last_day};
-  for (int s = 0; s < PL_AGG_NSECT; s++) h[5 + s] = a->sect[s].n;
-  memcpy(p, h, sizeof(h));
-  memcpy(p + sizeof(h), &a->participants, 8);
-  p += HDR_SIZE;
-  for (int s = 0; s < PL_AGG_NSECT; s++) {
-    for (uint32_t i = 0; i < a->sect[s].n; i++) {
-      const pl_agg_entry_t *e = &a->sect[s].v[i];
-      memcpy(p, &e->id, 4);
-      memcpy(p + 4, &e->events, 4);
-      memcpy(p + 8, &e->participants, 8);
-      p += ENTRY_SIZE;
-    }
+static void src_next(src_iter_t *s) {
+  if (!s->from_view) {
+    s->have = s->i < s->n;
+    if (s->have) s->cur = s->v[s->i++];
+  } else {
+    s->have = pl_agg_iter_next(&s->it, &s->cur) == 1;
   }
 }
 
-static uint32_t old_id(const pl_agg_view_t *o, int s, uint32_t i) {
-  uint32_t id;
-  memcpy(&id, o->sect[s] + (size_t)i * ENTRY_SIZE, 4);
-  return id;
-}
-
-size_t pl_agg_merged_size(const pl_agg_t *d, const pl_agg_view_t *o) {
-  size_t n = HDR_SIZE;
-  for (int s = 0; s < PL_AGG_NSECT; s++) {
-    uint32_t i = 0, j = 0, dn = d->sect[s].n, on = o ? o->n[s] : 0, k = 0;
-    while (i < dn || j < on) {
-      if (j >= on || (i < dn && d->sect[s].v[i].id < old_id(o, s, j)))
-        i++;
-      else if (i >= dn || old_id(o, s, j) < d->sect[s].v[i].id)
-        j++;
-      else
-        i++, j++;
-      k++;
-    }
-    n += (size_t)k * ENTRY_SIZE;
-  }
+size_t pl_agg_encode_bound(const pl_agg_t *d, const pl_agg_view_t *o) {
+  size_t n = HDR_MAX;
+  for (int s = 0; s < PL_AGG_NSECT; s++)
+    n += ((size_t)d->sect[s].n + (o ? o->n[s] : 0)) * 3 * VARINT_MAX;
   return n;
 }
 
-void pl_agg_encode_merged(const pl_agg_t *d, const pl_agg_view_t *o, int day_level, void *out) {
-  unsigned char *p = out;
-  uint32_t h[5 + PL_AGG_NSECT];
+size_t pl_agg_encode_merged(const pl_agg_t *d, const pl_agg_view_t *o, int day_level, void *out) {
+  unsigned char hdr[HDR_MAX], *h = hdr, *body = (unsigned char *)out + HDR_MAX, *p = body;
+  uint64_t count[PL_AGG_NSECT], bytes[PL_AGG_NSECT];
+  uint64_t events = (uint64_t)d->events + (o ? o->events : 0);
   uint64_t participants = d->participants + (o ? o->participants : 0);
   uint32_t first = d->first_day, last = d->last_day;
   if (o && o->first_day != PL_AGG_NO_DAY && (first == PL_AGG_NO_DAY || o->first_day < first))
     first = o->first_day;
   if (o && o->last_day != PL_AGG_NO_DAY && (last == PL_AGG_NO_DAY || o->last_day > last))
     last = o->last_day;
-  h[0] = AGG_VERSION;
-  h[1] = d->events + (o ? o->events : 0);
-  h[2] = day_level ? 1 : d->active_days + (o ? o->active_days : 0);
-  h[3] = first;
-  h[4] = last;
-  p += HDR_SIZE;
+  /* Sections first (after room for the largest header), then the header before them. */
   for (int s = 0; s < PL_AGG_NSECT; s++) {
-    uint32_t i = 0, j = 0, dn = d->sect[s].n, on = o ? o->n[s] : 0, k = 0;
-    while (i < dn || j < on) {
+    src_iter_t a = {0, d->sect[s].v, 0, d->sect[s].n, {0}, 0, {0, 0, 0}};
+    src_iter_t b = {1, NULL, 0, 0, {0}, 0, {0, 0, 0}};
+    unsigned char *start = p;
+    uint32_t prev = 0;
+    count[s] = 0;
+    if (o) pl_agg_iter_init(&b.it, o, s);
+    src_next(&a);
+    src_next(&b);
+    while (a.have || b.have) {
       pl_agg_entry_t e;
-      if (j >= on || (i < dn && d->sect[s].v[i].id < old_id(o, s, j))) {
-        e = d->sect[s].v[i++];
-      } else if (i >= dn || old_id(o, s, j) < d->sect[s].v[i].id) {
-        pl_agg_view_entry(o, s, j++, &e);
+      if (!b.have || (a.have && a.cur.id < b.cur.id)) {
+        e = a.cur;
+        src_next(&a);
+      } else if (!a.have || b.cur.id < a.cur.id) {
+        e = b.cur;
+        src_next(&b);
       } else {
-        pl_agg_view_entry(o, s, j++, &e);
-        e.events += d->sect[s].v[i].events;
-        e.participants += d->sect[s].v[i].participants;
-        i++;
+        e = b.cur;
+        e.events += a.cur.events;
+        e.participants += a.cur.participants;
+        src_next(&a);
+        src_next(&b);
       }
-      memcpy(p, &e.id, 4);
-      memcpy(p + 4, &e.events, 4);
-      memcpy(p + 8, &e.participants, 8);
-      p += ENTRY_SIZE;
-      k++;
+      p = put_varint(p, e.id - prev);
+      p = put_varint(p, e.events);
+      p = put_varint(p, e.participants);
+      prev = e.id;
+      count[s]++;
     }
-    h[5 + s] = k;
+    bytes[s] = (uint64_t)(p - start);
   }
-  memcpy(out, h, sizeof(h));
-  memcpy((unsigned char *)out + sizeof(h), &participants, 8);
+  *h++ = AGG_VERSION;
+  h = put_varint(h, events);
+  h = put_varint(h, day_level ? 1 : (uint64_t)d->active_days + (o ? o->active_days : 0));
+  if (first == PL_AGG_NO_DAY) {
+    h = put_varint(h, 0);
+  } else {
+    h = put_varint(h, (uint64_t)first + 1);
+    h = put_varint(h, (uint64_t)(last - first));
+  }
+  h = put_varint(h, participants);
+  for (int s = 0; s < PL_AGG_NSECT; s++) {
+    h = put_varint(h, count[s]);
+    h = put_varint(h, bytes[s]);
+  }
+  memcpy(out, hdr, (size_t)(h - hdr));
+  memmove((unsigned char *)out + (h - hdr), body, (size_t)(p - body));
+  return (size_t)(h - hdr) + (size_t)(p - body);
 }
+
+size_t pl_agg_encode(const pl_agg_t *a, void *out) { return pl_agg_encode_merged(a, NULL, 0, out); }
 
 int pl_agg_view(pl_agg_view_t *v, const void *blob, size_t len) {
-  const unsigned char *p = blob;
-  uint32_t h[5 + PL_AGG_NSECT];
-  size_t need = HDR_SIZE;
-  if (len < HDR_SIZE) return PL_ECORRUPT;
-  memcpy(h, p, sizeof(h));
-  if (h[0] != AGG_VERSION) return PL_ECORRUPT;
-  v->events = h[1];
-  v->active_days = h[2];
-  v->first_day = h[3];
-  v->last_day = h[4];
-  memcpy(&v->participants, p + sizeof(h), 8);
+  const unsigned char *p = blob, *end = p + len;
+  uint64_t events, active, first, span_days = 0, participants, n, bytes;
+  if (len < 1 || *p++ != AGG_VERSION) return PL_ECORRUPT;
+  if (get_varint(&p, end, &events) || get_varint(&p, end, &active) ||
+      get_varint(&p, end, &first) || (first && get_varint(&p, end, &span_days)) ||
+      get_varint(&p, end, &participants) || events > UINT32_MAX || active > UINT32_MAX ||
+      first > PL_AGG_NO_DAY || span_days > UINT32_MAX)
+    return PL_ECORRUPT;
+  v->events = (uint32_t)events;
+  v->active_days = (uint32_t)active;
+  v->first_day = first ? (uint32_t)(first - 1) : PL_AGG_NO_DAY;
+  v->last_day = first ? v->first_day + (uint32_t)span_days : PL_AGG_NO_DAY;
+  v->participants = participants;
   for (int s = 0; s < PL_AGG_NSECT; s++) {
-    v->n[s] = h[5 + s];
-    v->sect[s] = p + need;
-    need += (size_t)h[5 + s] * ENTRY_SIZE;
-    if (need > len) return PL_ECORRUPT;
+    if (get_varint(&p, end, &n) || get_varint(&p, end, &bytes) || n > UINT32_MAX) return PL_ECORRUPT;
+    v->n[s] = (uint32_t)n;
+    v->len[s] = (uint32_t)bytes;
   }
-  return need == len ? 0 : PL_ECORRUPT;
+  for (int s = 0; s < PL_AGG_NSECT; s++) {
+    if ((size_t)(end - p) < v->len[s]) return PL_ECORRUPT;
+    v->sect[s] = p;
+    p += v->len[s];
+  }
+  return p == end ? 0 : PL_ECORRUPT;
 }
 
-void pl_agg_view_entry(const pl_agg_view_t *v, int sect, uint32_t i, pl_agg_entry_t *e) {
-  const unsigned char *p = v->sect[sect] + (size_t)i * ENTRY_SIZE;
-  memcpy(&e->id, p, 4);
-  memcpy(&e->events, p + 4, 4);
-  memcpy(&e->participants, p + 8, 8);
+void pl_agg_iter_init(pl_agg_iter_t *it, const pl_agg_view_t *v, int sect) {
+  it->p = v->sect[sect];
+  it->end = v->sect[sect] + v->len[sect];
+  it->left = v->n[sect];
+  it->id = 0;
+  it->corrupt = 0;
+}
+
+int pl_agg_iter_next(pl_agg_iter_t *it, pl_agg_entry_t *e) {
+  uint64_t delta, events, participants;
+  if (it->left == 0) return 0;
+  if (get_varint(&it->p, it->end, &delta) || get_varint(&it->p, it->end, &events) ||
+      get_varint(&it->p, it->end, &participants) || events > UINT32_MAX ||
+      delta == 0 || delta > UINT32_MAX - it->id) { /* ids are unique, ascending, from 1 */
+    it->corrupt = 1;
+    it->left = 0;
+    return 0;
+  }
+  it->id += (uint32_t)delta;
+  it->left--;
+  e->id = it->id;
+  e->events = (uint32_t)events;
+  e->participants = participants;
+  return 1;
 }
 
 int pl_agg_view_find(const pl_agg_view_t *v, int sect, uint32_t id, pl_agg_entry_t *e) {
-  uint32_t lo = 0, hi = v->n[sect];
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2, mid_id;
-    memcpy(&mid_id, v->sect[sect] + (size_t)mid * ENTRY_SIZE, 4);
-    if (mid_id == id) {
-      pl_agg_view_entry(v, sect, mid, e);
-      return 1;
-    }
-    if (mid_id < id)
-      lo = mid + 1;
-    else
-      hi = mid;
+  pl_agg_iter_t it;
+  pl_agg_iter_init(&it, v, sect);
+  while (pl_agg_iter_next(&it, e) == 1) {
+    if (e->id == id) return 1;
+    if (e->id > id) return 0; /* sorted */
   }
   return 0;
 }
@@ -366,11 +411,11 @@ pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64
 
 int pl_idmap_add_view(pl_idmap_t *m, const pl_agg_view_t *v, int sect) {
   pl_agg_entry_t e;
-  for (uint32_t i = 0; i < v->n[sect]; i++) {
-    pl_agg_view_entry(v, sect, i, &e);
+  pl_agg_iter_t it;
+  pl_agg_iter_init(&it, v, sect);
+  while (pl_agg_iter_next(&it, &e) == 1)
     if (!pl_idmap_add(m, e.id, e.events, e.participants)) return PL_ENOMEM;
-  }
-  return 0;
+  return it.corrupt ? PL_ECORRUPT : 0;
 }
 
 static int cmp_events_desc(const void *x, const void *y) {

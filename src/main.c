@@ -265,8 +265,8 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   /* Queries and batches allocate and free a few hundred KiB each; without this glibc hands
    * that memory back to the kernel after every request and the page faults cost more than
-   * the work. 32 MiB kept is well inside the memory budget. */
-  mallopt(M_TRIM_THRESHOLD, 32 << 20);
+   * the work. 16 MiB kept is well inside the memory budget. */
+  mallopt(M_TRIM_THRESHOLD, 16 << 20);
   {
     uint64_t want = d.cfg.max_connections + d.cfg.query_max_connections +
                     d.cfg.http_max_connections + 256;

@@ -1047,14 +1047,17 @@ static int top_from_aggs(pl_rtxn_t *t, uint32_t from, uint32_t to, int by, int s
       }
       inst = pl_be32_get(kp + 4);
       if (by == BY_COUNTERPARTS) {
-        for (uint32_t j = 0; j < av.n[PL_AGG_COUNTERPARTS]; j++) {
-          pl_agg_view_entry(&av, PL_AGG_COUNTERPARTS, j, &e);
+        pl_agg_iter_t it;
+        pl_agg_iter_init(&it, &av, PL_AGG_COUNTERPARTS);
+        while (pl_agg_iter_next(&it, &e) == 1) {
           if ((rc = pairset_add(set, inst, e.id)) < 0) goto done;
           if (rc && !pl_idmap_add(vals, inst, 0, 1)) {
             rc = PL_ENOMEM;
             goto done;
           }
         }
+        rc = it.corrupt ? PL_ECORRUPT : 0;
+        if (rc) goto done;
         continue;
       }
       if (sect >= 0) {

@@ -21,7 +21,7 @@
 #include "parley/error.h"
 #include "parley/record.h"
 
-#define SCHEMA_VERSION 1u
+#define SCHEMA_VERSION 2u /* 2: compact aggregates, the stale table */
 #define PRUNE_PER_COMMIT 256
 #define REBUILD_PER_TXN 50000
 
@@ -209,7 +209,16 @@ static void agg_map_free(agg_map_t *m) {
   memset(m, 0, sizeof(*m));
 }
 
-static void agg_map_clear(agg_map_t *m) { key_map_clear(&m->keys); }
+/* Empties the map. Small aggregates keep their arrays for the next commit; large ones give
+ * them back, or every slot would in time grow to the busiest institution's size. */
+static void agg_map_clear(agg_map_t *m) {
+  for (uint32_t i = 0; i < m->keys.n; i++) {
+    uint32_t cap = 0;
+    for (int s = 0; s < PL_AGG_NSECT; s++) cap += m->aggs[i].sect[s].cap;
+    if (cap > 256) pl_agg_free(&m->aggs[i]);
+  }
+  key_map_clear(&m->keys);
+}
 
 static pl_agg_t *agg_map_get(agg_map_t *m, uint32_t a, uint32_t b, uint32_t c) {
   int created;
@@ -765,19 +774,17 @@ static int write_agg(wctx_t *w, pl_table_t tab, const unsigned char *key, size_t
   pl_agg_normalize(delta);
   if (rc == MDB_NOTFOUND) {
     *was_new = 1;
-    n = pl_agg_merged_size(delta, NULL);
-    if (scratch(s, n)) return PL_ENOMEM;
-    pl_agg_encode_merged(delta, NULL, day_level, s->scratch);
+    if (scratch(s, pl_agg_encode_bound(delta, NULL))) return PL_ENOMEM;
+    n = pl_agg_encode_merged(delta, NULL, day_level, s->scratch);
   } else if (rc) {
     return map_err(rc);
   } else {
     *was_new = 0;
     if (pl_agg_view(&old, v.mv_data, v.mv_size)) return PL_ECORRUPT;
-    n = pl_agg_merged_size(delta, &old);
-    if (scratch(s, n)) return PL_ENOMEM;
+    if (scratch(s, pl_agg_encode_bound(delta, &old))) return PL_ENOMEM;
     /* The merged value is built apart from the old one: putting may move the page the
      * old value lives on. */
-    pl_agg_encode_merged(delta, &old, day_level, s->scratch);
+    n = pl_agg_encode_merged(delta, &old, day_level, s->scratch);
   }
   v.mv_data = s->scratch;
   v.mv_size = n;
@@ -1360,14 +1367,19 @@ static int rebuild_insts(pl_store_t *s) {
     ii->flags |= PL_INST_REPORTER;
     if (ii->first_day == PL_AGG_NO_DAY || day < ii->first_day) ii->first_day = day;
     if (ii->last_day == PL_AGG_NO_DAY || day > ii->last_day) ii->last_day = day;
-    for (uint32_t i = 0; i < a.n[PL_AGG_COUNTERPARTS]; i++) {
-      pl_agg_entry_t e;
-      pl_agg_view_entry(&a, PL_AGG_COUNTERPARTS, i, &e);
+    pl_agg_iter_t it;
+    pl_agg_entry_t e;
+    pl_agg_iter_init(&it, &a, PL_AGG_COUNTERPARTS);
+    while (pl_agg_iter_next(&it, &e) == 1) {
       if (!(ii = inst_acc_get(&s->insts, e.id))) {
         prc = PL_ENOMEM;
         goto fail;
       }
       ii->flags |= PL_INST_COUNTERPART;
+    }
+    if (it.corrupt) {
+      rc = MDB_CORRUPTED;
+      goto fail;
     }
   }
   if (rc != MDB_NOTFOUND) goto fail;

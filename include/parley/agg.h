@@ -43,13 +43,22 @@ typedef struct pl_agg {
 } pl_agg_t;
 
 /* A read-only view of a stored aggregate: points into the blob (an LMDB value, valid until
- * its read transaction ends). Entries of each section are sorted by id, ids unique. */
+ * its read transaction ends). Each section's entries are in id order, ids unique; they are
+ * read with pl_agg_iter_*. */
 typedef struct pl_agg_view {
   uint32_t events, active_days, first_day, last_day;
   uint64_t participants;
   const unsigned char *sect[PL_AGG_NSECT];
-  uint32_t n[PL_AGG_NSECT];
+  uint32_t n[PL_AGG_NSECT];   /* entries */
+  uint32_t len[PL_AGG_NSECT]; /* bytes */
 } pl_agg_view_t;
+
+/* Walks one section of a view. corrupt is set when the bytes do not decode. */
+typedef struct pl_agg_iter {
+  const unsigned char *p, *end;
+  uint32_t left, id;
+  int corrupt;
+} pl_agg_iter_t;
 
 void pl_agg_init(pl_agg_t *a);
 void pl_agg_free(pl_agg_t *a);
@@ -76,22 +85,25 @@ void pl_agg_normalize(pl_agg_t *a);
  * or PL_ENOMEM (dst is then unchanged). */
 int pl_agg_merge_normalized(pl_agg_t *dst, const pl_agg_t *src, int skip_cps);
 
-/* Size and bytes of the stored form of a normalised aggregate. */
-size_t pl_agg_encoded_size(const pl_agg_t *a);
-void pl_agg_encode(const pl_agg_t *a, void *out);
+/* The stored form of delta + old (old may be NULL; delta normalised), merging the sorted
+ * sections in one pass, into out, which must hold pl_agg_encode_bound(delta, old) bytes.
+ * With day_level the result counts one active day (a day aggregate); otherwise active days
+ * are summed. Returns the length written. */
+size_t pl_agg_encode_bound(const pl_agg_t *delta, const pl_agg_view_t *old);
+size_t pl_agg_encode_merged(const pl_agg_t *delta, const pl_agg_view_t *old, int day_level,
+                            void *out);
+/* The stored form of a normalised aggregate alone (active days as they are). */
+size_t pl_agg_encode(const pl_agg_t *a, void *out);
 
-/* Size and bytes of the stored form of delta + old (old may be NULL), merging the sorted
- * sections in one pass. delta must be normalised. With day_level the result counts one
- * active day (a day aggregate); otherwise active days are summed. */
-size_t pl_agg_merged_size(const pl_agg_t *delta, const pl_agg_view_t *old);
-void pl_agg_encode_merged(const pl_agg_t *delta, const pl_agg_view_t *old, int day_level,
-                          void *out);
-
-/* Opens a stored aggregate. Returns 0 or PL_ECORRUPT. */
+/* Opens a stored aggregate (its header and section bounds; entries are checked as they
+ * are read). Returns 0 or PL_ECORRUPT. */
 int pl_agg_view(pl_agg_view_t *v, const void *blob, size_t len);
-/* The i-th entry of a section (0 <= i < v->n[sect]). */
-void pl_agg_view_entry(const pl_agg_view_t *v, int sect, uint32_t i, pl_agg_entry_t *e);
-/* Looks id up in a section (binary search). Returns 1 and fills *e, or 0. */
+/* Iterates a section: pl_agg_iter_next returns 1 with *e, or 0 at the end (or on corrupt
+ * bytes, with it->corrupt set). */
+void pl_agg_iter_init(pl_agg_iter_t *it, const pl_agg_view_t *v, int sect);
+int pl_agg_iter_next(pl_agg_iter_t *it, pl_agg_entry_t *e);
+/* Looks id up in a section (a scan: sections are short, and sorted, so it stops early).
+ * Returns 1 and fills *e, or 0. */
 int pl_agg_view_find(const pl_agg_view_t *v, int sect, uint32_t id, pl_agg_entry_t *e);
 
 /* ---- id maps: summing counters by id across many aggregates (queries) ---- */

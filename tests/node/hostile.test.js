@@ -160,6 +160,7 @@ test('a slow client sending one byte at a time does not stall others', async ({d
 
 test('a client that never reads its acks is paused, others go on', async ({d}) => {
   const sock = net.connect(d.ingestPort, '127.0.0.1');
+  sock.on('error', () => {}); // the daemon may close it as idle once it stops reading it
   await new Promise((r) => sock.on('connect', r));
   sock.pause(); // never read
   const chunk = 'c'.repeat(200);
@@ -215,6 +216,7 @@ test('malformed, oversized and unknown query requests get clear errors', async (
 
 test('a query client that never reads its replies does not stop others', async ({d}) => {
   const sock = net.connect(d.queryPort, '127.0.0.1');
+  sock.on('error', () => {});
   await new Promise((r) => sock.on('connect', r));
   sock.pause();
   const req = L.encode({op: 'events', limit: 10000});
@@ -228,6 +230,7 @@ test('a query client that never reads its replies does not stop others', async (
 test('pipelined query requests behind a slow one are answered in order (buffer stays put)', async ({d}) => {
   // Regression: a read while a request ran could move the buffer it was decoded from.
   const sock = net.connect(d.queryPort, '127.0.0.1');
+  sock.on('error', () => {});
   await new Promise((r) => sock.on('connect', r));
   const replies = [];
   const done = new Promise((resolve) => {
@@ -302,6 +305,7 @@ test('SIGTERM with a query client that never reads: the daemon still exits promp
     eq(await c.nextMessage(), {ack: 'dr'}, 'loaded');
     c.end();
     const sock = net.connect(d.queryPort, '127.0.0.1');
+    sock.on('error', () => {});
     await new Promise((r) => sock.on('connect', r));
     sock.pause();
     for (let i = 0; i < 5; i++) sock.write(L.encode({op: 'events', limit: 10000}));

@@ -32,11 +32,13 @@ static void test_encode_view_roundtrip(void **state) {
   pl_agg_add(&a, PL_AGG_TOPICS, 3, 1, 0);
   pl_agg_add(&a, PL_AGG_TOPICS, 9, 1, 0);
   pl_agg_add(&a, PL_AGG_KINDS, 4, 2, 5);
+  size_t len;
   pl_agg_normalize(&a);
   assert_int_equal(a.sect[PL_AGG_TOPICS].n, 2);
-  assert_true(pl_agg_encoded_size(&a) <= sizeof(buf));
-  pl_agg_encode(&a, buf);
-  assert_int_equal(pl_agg_view(&v, buf, pl_agg_encoded_size(&a)), 0);
+  assert_true(pl_agg_encode_bound(&a, NULL) <= sizeof(buf));
+  len = pl_agg_encode(&a, buf);
+  assert_true(len < 40); /* compact: varints, ids as deltas */
+  assert_int_equal(pl_agg_view(&v, buf, len), 0);
   assert_int_equal(v.events, 2);
   assert_int_equal(v.participants, 5);
   assert_int_equal(v.first_day, 90);
@@ -46,17 +48,28 @@ static void test_encode_view_roundtrip(void **state) {
   assert_int_equal(e.events, 2);
   assert_int_equal(e.participants, 5);
   assert_false(pl_agg_view_find(&v, PL_AGG_TOPICS, 4, &e));
-  /* truncated or padded blobs are refused */
-  assert_int_equal(pl_agg_view(&v, buf, pl_agg_encoded_size(&a) - 1), PL_ECORRUPT);
-  assert_int_equal(pl_agg_view(&v, buf, pl_agg_encoded_size(&a) + 1), PL_ECORRUPT);
-  assert_int_equal(pl_agg_view(&v, buf, 3), PL_ECORRUPT);
+  /* truncated or padded blobs are refused, at every length */
+  for (size_t n = 0; n < len; n++) assert_int_equal(pl_agg_view(&v, buf, n), PL_ECORRUPT);
+  assert_int_equal(pl_agg_view(&v, buf, len + 1), PL_ECORRUPT);
+  /* a corrupt entry stops the walk and says so */
+  {
+    pl_agg_iter_t it;
+    unsigned char bad[64];
+    pl_agg_view_t bv;
+    memcpy(bad, buf, len);
+    assert_int_equal(pl_agg_view(&bv, bad, len), 0);
+    ((unsigned char *)bv.sect[PL_AGG_TOPICS])[0] = 0; /* an id delta of 0 */
+    pl_agg_iter_init(&it, &bv, PL_AGG_TOPICS);
+    assert_int_equal(pl_agg_iter_next(&it, &e), 0);
+    assert_true(it.corrupt);
+  }
   pl_agg_free(&a);
 }
 
 static void test_merged_equals_normalized_sum(void **state) {
   pl_agg_t old, delta, sum;
   pl_agg_view_t ov, mv;
-  char ob[4096], mb[4096], sb[4096];
+  char ob[16384], mb[16384], sb[16384];
   uint64_t rng = 7;
   (void)state;
   pl_agg_init(&old);
@@ -70,25 +83,34 @@ static void test_merged_equals_normalized_sum(void **state) {
     pl_agg_add(t, s, id, 1, (rng >> 50) % 10);
     pl_agg_count(t, 500 + (uint32_t)((rng >> 45) % 30), 1);
   }
+  size_t olen, mlen, slen;
+  pl_agg_t viasum;
   old.active_days = 3;
   delta.active_days = 1;
   pl_agg_normalize(&old);
   pl_agg_normalize(&delta);
-  pl_agg_encode(&old, ob);
-  assert_int_equal(pl_agg_view(&ov, ob, pl_agg_encoded_size(&old)), 0);
-  assert_true(pl_agg_merged_size(&delta, &ov) <= sizeof(mb));
-  pl_agg_encode_merged(&delta, &ov, 0, mb);
+  olen = pl_agg_encode(&old, ob);
+  assert_int_equal(pl_agg_view(&ov, ob, olen), 0);
+  assert_true(pl_agg_encode_bound(&delta, &ov) <= sizeof(mb));
+  mlen = pl_agg_encode_merged(&delta, &ov, 0, mb);
   pl_agg_merge(&sum, &old, 0);
   pl_agg_merge(&sum, &delta, 0);
   pl_agg_normalize(&sum);
-  pl_agg_encode(&sum, sb);
-  assert_int_equal(pl_agg_merged_size(&delta, &ov), pl_agg_encoded_size(&sum));
-  assert_memory_equal(mb, sb, pl_agg_encoded_size(&sum));
-  assert_int_equal(pl_agg_view(&mv, mb, pl_agg_merged_size(&delta, &ov)), 0);
+  slen = pl_agg_encode(&sum, sb);
+  assert_int_equal(mlen, slen);
+  assert_memory_equal(mb, sb, slen);
+  assert_int_equal(pl_agg_view(&mv, mb, mlen), 0);
   assert_int_equal(mv.active_days, 4);
+  /* the same through an in-place merge of normalised aggregates */
+  pl_agg_init(&viasum);
+  assert_int_equal(pl_agg_merge_normalized(&viasum, &old, 0), 0);
+  assert_int_equal(pl_agg_merge_normalized(&viasum, &delta, 0), 0);
+  assert_int_equal(pl_agg_encode(&viasum, mb), slen);
+  assert_memory_equal(mb, sb, slen);
+  pl_agg_free(&viasum);
   /* day level: one active day, whatever was there */
-  pl_agg_encode_merged(&delta, &ov, 1, mb);
-  assert_int_equal(pl_agg_view(&mv, mb, pl_agg_merged_size(&delta, &ov)), 0);
+  mlen = pl_agg_encode_merged(&delta, &ov, 1, mb);
+  assert_int_equal(pl_agg_view(&mv, mb, mlen), 0);
   assert_int_equal(mv.active_days, 1);
   pl_agg_free(&old);
   pl_agg_free(&delta);
