@@ -6,10 +6,13 @@ if ! command -v node >/dev/null 2>&1; then
   echo "not ok - node is not installed (the integration tests need Node.js and npm)"
   exit 1
 fi
-if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then
+# Installed once per lock file: a copy of the lock kept beside the modules says which.
+stamp=tests/node/node_modules/.parley-installed-lock
+if ! cmp -s tests/node/package-lock.json "$stamp" 2>/dev/null; then
   if ! npm ci --prefix tests/node --no-audit --no-fund --loglevel=error >/dev/null 2>&1; then
     echo "not ok - npm ci in tests/node failed (the npm registry must be reachable)"
     exit 1
   fi
+  cp tests/node/package-lock.json "$stamp"
 fi
 run_node_test() { exec node "tests/node/$1"; }
