@@ -125,7 +125,8 @@ test: deps-test
 # The same suite under AddressSanitizer and UBSan, in its own build directory.
 asan: deps-test
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT="-O1 -g" tests
-	@PARLEY_SAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@PARLEY_SAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=64 \
+	  UBSAN_OPTIONS=print_stacktrace=1 \
 	  tests/run.sh build/asan
 
 clean:

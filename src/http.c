@@ -30,14 +30,12 @@
 extern const unsigned char pl_dashboard_html[];
 extern const size_t pl_dashboard_html_len;
 
+/* base.holds is 1 while an API request runs on the work pool. */
 typedef struct hconn {
-  pl_stream_t h;
-  uv_timer_t idle;
+  pl_conn_t base; /* first */
   uv_work_t work;
   uv_shutdown_t shut;
   struct pl_http *hs;
-  struct hconn *prev, *next;
-  char peer[96];
   http_parser parser;
   char *buf; /* bytes read and not yet parsed: pipelined requests wait here */
   size_t len;
@@ -63,15 +61,9 @@ typedef struct hconn {
   uint64_t us;
   int status;
   pl_json_buf_t body;
-  pl_wq_t wq;
-  int busy;
-  int reading;
   int eof;
-  int closing;
   int close_after;
   int lingering;
-  int handles;
-  uint64_t last_active;
   uint64_t linger_started;
 } hconn_t;
 
@@ -80,7 +72,7 @@ struct pl_http {
   pl_http_sources_t src;
   pl_http_opts_t o;
   pl_listener_t listener;
-  hconn_t *conns;
+  pl_conn_list_t conns;
   pl_http_stats_t st;
   int stopping;
   int listener_closed;
@@ -94,8 +86,6 @@ struct pl_http {
 
 static void feed(hconn_t *c);
 static void check_stopped(pl_http_t *hs);
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 
 static uint64_t mono_us(void) {
   struct timespec ts;
@@ -105,11 +95,9 @@ static uint64_t mono_us(void) {
 
 /* ---- connection lifetime ---- */
 
-static void conn_free(hconn_t *c) {
+static void on_free(pl_conn_t *base) {
+  hconn_t *c = (hconn_t *)base;
   pl_http_t *hs = c->hs;
-  if (c->prev) c->prev->next = c->next;
-  else hs->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
   free(c->buf);
   free(c->url);
   msgpack_sbuffer_destroy(&c->req);
@@ -119,39 +107,20 @@ static void conn_free(hconn_t *c) {
   check_stopped(hs);
 }
 
-static void on_closed(uv_handle_t *h) {
-  hconn_t *c = h->data;
-  if (--c->handles == 0 && !c->busy) conn_free(c);
-}
-
-static void conn_close(hconn_t *c) {
-  if (c->closing) return;
-  c->closing = 1;
-  if (c->reading) uv_read_stop(&c->h.stream);
-  c->reading = 0;
-  uv_close(&c->h.handle, on_closed);
-  uv_close((uv_handle_t *)&c->idle, on_closed);
-}
-
 static void update_reading(hconn_t *c) {
   pl_http_t *hs = c->hs;
   /* While lingering, input is read only to be thrown away. Otherwise stop when the buffer is
    * full (a request is running) or the client does not read its responses: further
    * requests then wait in the socket, not in our memory. */
-  int want = !c->closing && !c->eof &&
-             (c->lingering || (!c->close_after && !hs->stopping && c->len < READ_CHUNK &&
-                               c->wq.pending <= hs->o.write_queue_max_bytes));
-  if (want && !c->reading) {
-    if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = 1;
-  } else if (!want && c->reading) {
-    uv_read_stop(&c->h.stream);
-    c->reading = 0;
-  }
+  pl_conn_set_reading(&c->base, !c->eof && (c->lingering ||
+                                             (!c->close_after && !hs->stopping &&
+                                              c->len < READ_CHUNK &&
+                                              c->base.wq.pending <= hs->o.write_queue_max_bytes)));
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   hconn_t *c = req->data;
-  if (status < 0) conn_close(c);
+  if (status < 0) pl_conn_close(&c->base);
 }
 
 /* Closes once nothing is running or being written. A connection closed after a response
@@ -160,30 +129,25 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
  * response before the client read it. */
 static void maybe_finish(hconn_t *c) {
   pl_http_t *hs = c->hs;
-  if (c->closing || c->busy || c->lingering || c->wq.pending) return;
+  if (c->base.closing || c->lingering || !pl_conn_quiet(&c->base)) return;
   if (hs->stopping || (c->eof && !c->close_after)) {
-    conn_close(c);
+    pl_conn_close(&c->base);
   } else if (c->close_after) {
     c->lingering = 1;
     c->linger_started = uv_now(hs->loop);
     c->len = 0;
     c->shut.data = c;
-    if (c->eof || uv_shutdown(&c->shut, &c->h.stream, on_shutdown) != 0) {
-      conn_close(c);
+    if (c->eof || uv_shutdown(&c->shut, &c->base.h.stream, on_shutdown) != 0) {
+      pl_conn_close(&c->base);
       return;
     }
     update_reading(c);
   }
 }
 
-static void on_written(pl_wq_t *q) {
-  hconn_t *c = (hconn_t *)((char *)q - offsetof(hconn_t, wq));
-  if (c->closing) return;
-  if (q->error) {
-    conn_close(c);
-    return;
-  }
-  c->last_active = uv_now(c->hs->loop);
+static void on_written(pl_conn_t *base) {
+  hconn_t *c = (hconn_t *)base;
+  pl_conn_touch(&c->base);
   feed(c);
   update_reading(c);
   maybe_finish(c);
@@ -222,7 +186,7 @@ static void respond(hconn_t *c, int status, const char *type, const char *extra,
   pl_http_t *hs = c->hs;
   char date[32], hdr[768];
   const char *conn = "";
-  int n, rc = 0;
+  int n;
   if (!c->keep_alive || hs->stopping) c->close_after = 1;
   if (c->close_after)
     conn = "Connection: close\r\n";
@@ -236,26 +200,24 @@ static void respond(hconn_t *c, int status, const char *type, const char *extra,
   if (status < 300) hs->st.responses_2xx++;
   else if (status < 500) hs->st.responses_4xx++;
   else hs->st.responses_5xx++;
-  pl_log_debug("http: %s: %s %.*s: %d", c->peer,
+  pl_log_debug("http: %s: %s %.*s: %d", c->base.peer,
                c->url_len ? http_method_str((enum http_method)c->method) : "-",
                (int)(c->url_len > 200 ? 200 : c->url_len), c->url_len ? c->url : "", status);
   if (c->head_only || len == 0) {
-    rc = pl_net_write(&c->h.stream, &c->wq, hdr, (size_t)n);
+    pl_conn_send(&c->base, hdr, (size_t)n);
   } else if (len <= COMBINE_MAX) {
     char *p = malloc((size_t)n + len);
     if (!p) {
-      conn_close(c);
+      pl_conn_close(&c->base);
       return;
     }
     memcpy(p, hdr, (size_t)n);
     memcpy(p + n, body, len);
-    rc = pl_net_write(&c->h.stream, &c->wq, p, (size_t)n + len);
+    pl_conn_send(&c->base, p, (size_t)n + len);
     free(p);
-  } else {
-    rc = pl_net_write(&c->h.stream, &c->wq, hdr, (size_t)n);
-    if (rc == 0) rc = pl_net_write(&c->h.stream, &c->wq, body, len);
+  } else if (pl_conn_send(&c->base, hdr, (size_t)n) == 0) {
+    pl_conn_send(&c->base, body, len);
   }
-  if (rc) conn_close(c);
 }
 
 static void respond_text(hconn_t *c, int status, const char *extra, const char *text) {
@@ -362,14 +324,10 @@ static void after_work(uv_work_t *w, int status) {
   hconn_t *c = w->data;
   pl_http_t *hs = c->hs;
   (void)status;
-  c->busy = 0;
   hs->st.running--;
   /* Looked up now, on the loop: the query server may have stopped while this ran. */
   if (hs->src.qserver) pl_qserver_record(hs->src.qserver, pl_str(c->op, c->op_len), c->us);
-  if (c->closing) {
-    if (c->handles == 0) conn_free(c);
-    return;
-  }
+  if (pl_conn_release(&c->base) != 0) return;
   respond_reply(c);
   feed(c);
   update_reading(c);
@@ -468,11 +426,11 @@ static void serve_api(hconn_t *c, const char *op, size_t oplen, const char *q, s
   c->store = hs->src.store;
   c->env = hs->src.env;
   c->env_arg = hs->src.env_arg;
-  c->busy = 1;
+  pl_conn_hold(&c->base);
   hs->st.running++;
   c->work.data = c;
   if (uv_queue_work(hs->loop, &c->work, work_cb, after_work) != 0) {
-    c->busy = 0;
+    pl_conn_release(&c->base);
     hs->st.running--;
     api_error(c, PL_QERR_INTERNAL, "cannot queue the request");
   }
@@ -693,13 +651,14 @@ static void parse_error(hconn_t *c, enum http_errno e) {
   c->head_only = 0;
   c->url_len = 0;
   if (c->too_large || e == HPE_HEADER_OVERFLOW) {
-    pl_log_warn("http: %s: request larger than http.max_request_bytes; closing", c->peer);
+    pl_log_warn("http: %s: request larger than http.max_request_bytes; closing", c->base.peer);
     respond_text(c, 413, NO_STORE, "request too large\n");
   } else if (e == HPE_CB_url) {
     respond_text(c, 500, NO_STORE, "out of memory\n");
   } else {
     char text[160];
-    pl_log_warn("http: %s: malformed request (%s); closing", c->peer, http_errno_description(e));
+    pl_log_warn("http: %s: malformed request (%s); closing", c->base.peer,
+                http_errno_description(e));
     snprintf(text, sizeof(text), "bad request: %s\n", http_errno_description(e));
     respond_text(c, 400, NO_STORE, text);
   }
@@ -708,8 +667,8 @@ static void parse_error(hconn_t *c, enum http_errno e) {
 /* Parses what is buffered, answering each complete request before parsing the next. */
 static void feed(hconn_t *c) {
   size_t off = 0;
-  while (!c->busy && !c->closing && !c->close_after && !c->lingering && off < c->len &&
-         c->wq.pending <= c->hs->o.write_queue_max_bytes) {
+  while (!c->base.holds && !c->base.closing && !c->close_after && !c->lingering &&
+         off < c->len && c->base.wq.pending <= c->hs->o.write_queue_max_bytes) {
     size_t n = http_parser_execute(&c->parser, &parser_settings, c->buf + off, c->len - off);
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     off += n;
@@ -722,7 +681,7 @@ static void feed(hconn_t *c) {
       c->close_after = 1;
     }
   }
-  if (c->close_after || c->closing) {
+  if (c->close_after || c->base.closing) {
     c->len = 0;
   } else if (off) {
     memmove(c->buf, c->buf + off, c->len - off);
@@ -730,27 +689,22 @@ static void feed(hconn_t *c) {
   }
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  hconn_t *c = h->data;
-  (void)hint;
+static void on_alloc(pl_conn_t *base, uv_buf_t *buf) {
+  hconn_t *c = (hconn_t *)base;
   if (!c->buf) c->buf = malloc(READ_CHUNK);
-  if (!c->buf || c->len >= READ_CHUNK) {
-    *buf = uv_buf_init(NULL, 0);
-    return;
-  }
+  if (!c->buf || c->len >= READ_CHUNK) return;
   *buf = uv_buf_init(c->buf + c->len, (unsigned)(READ_CHUNK - c->len));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
-  hconn_t *c = s->data;
-  (void)b;
+static void on_read(pl_conn_t *base, ssize_t nread) {
+  hconn_t *c = (hconn_t *)base;
   if (nread == UV_ENOBUFS) {
     update_reading(c);
     return;
   }
   if (nread < 0) {
     if (nread != UV_EOF || c->lingering) {
-      conn_close(c);
+      pl_conn_close(&c->base);
       return;
     }
     c->eof = 1;
@@ -761,7 +715,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   }
   if (c->lingering) return; /* drained, never parsed */
   c->len += (size_t)nread;
-  c->last_active = uv_now(c->hs->loop);
+  pl_conn_touch(&c->base);
   feed(c);
   update_reading(c);
   maybe_finish(c);
@@ -771,36 +725,34 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   }
 }
 
-static void on_idle(uv_timer_t *t) {
-  hconn_t *c = t->data;
+static void on_idle(pl_conn_t *base, uint64_t now) {
+  hconn_t *c = (hconn_t *)base;
   pl_http_t *hs = c->hs;
-  uint64_t now = uv_now(hs->loop);
-  if (c->closing) return;
   if (c->lingering) {
-    if (now - c->linger_started >= LINGER_MS) conn_close(c);
+    if (now - c->linger_started >= LINGER_MS) pl_conn_close(&c->base);
     return;
   }
   if (hs->stopping) {
-    if (!c->busy && now - hs->stop_started >= STOP_GRACE_MS) conn_close(c);
+    if (!c->base.holds && now - hs->stop_started >= STOP_GRACE_MS) pl_conn_close(&c->base);
     return;
   }
-  if (c->busy) {
-    c->last_active = now;
+  if (c->base.holds) {
+    c->base.last_active = now;
     return;
   }
   /* A request must arrive whole within the timeout too, however slowly its bytes trickle. */
   if (c->in_message && now - c->msg_started >= hs->o.idle_timeout_ms) {
-    pl_log_info("http: %s: request not completed within the idle timeout; closing", c->peer);
-    conn_close(c);
-  } else if (now - c->last_active >= hs->o.idle_timeout_ms) {
-    pl_log_debug("http: %s: idle; closing", c->peer);
-    conn_close(c);
+    pl_log_info("http: %s: request not completed within the idle timeout; closing", c->base.peer);
+    pl_conn_close(&c->base);
+  } else if (now - c->base.last_active >= hs->o.idle_timeout_ms) {
+    pl_log_debug("http: %s: idle; closing", c->base.peer);
+    pl_conn_close(&c->base);
   }
 }
 
-/* ---- listener ---- */
+static const pl_conn_ops_t conn_ops = {on_alloc, on_read, on_written, on_idle, NULL, on_free};
 
-static void on_refused_closed(uv_handle_t *h) { free(h); }
+/* ---- listener ---- */
 
 static void on_connection(uv_stream_t *server, int status) {
   pl_http_t *hs = server->data;
@@ -827,26 +779,11 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   c->hs = hs;
-  if (pl_net_accept(&hs->listener, &c->h, c->peer, sizeof(c->peer), on_refused_closed) != 0)
-    return;
-  c->h.handle.data = c;
+  if (pl_conn_accept(&hs->conns, &hs->listener, &c->base) != 0) return;
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   c->keep_alive = 1;
   msgpack_sbuffer_init(&c->req);
-  c->wq.written = on_written;
-  uv_timer_init(hs->loop, &c->idle);
-  c->idle.data = c;
-  c->handles = 2;
-  c->last_active = uv_now(hs->loop);
-  {
-    uint64_t tick = hs->o.idle_timeout_ms / 4;
-    tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
-    uv_timer_start(&c->idle, on_idle, tick, tick);
-  }
-  c->next = hs->conns;
-  if (hs->conns) hs->conns->prev = c;
-  hs->conns = c;
   hs->st.connections++;
   hs->st.accepted++;
   update_reading(c);
@@ -865,6 +802,8 @@ int pl_http_start(pl_http_t **out, uv_loop_t *loop, const pl_http_sources_t *src
   hs->loop = loop;
   hs->src = *src;
   hs->o = *opts;
+  pl_conn_list_init(&hs->conns, &conn_ops,
+                    opts->idle_timeout_ms / 4 > 1000 ? 1000 : opts->idle_timeout_ms / 4);
   /* http-parser's only size knob is process-wide; this is the only HTTP parser in it. */
   http_parser_set_max_header_size(opts->max_request_bytes > UINT32_MAX
                                       ? UINT32_MAX
@@ -889,7 +828,7 @@ void pl_http_set_sources(pl_http_t *h, const pl_http_sources_t *src) { h->src = 
 void pl_http_get_stats(const pl_http_t *h, pl_http_stats_t *st) { *st = h->st; }
 
 static void check_stopped(pl_http_t *hs) {
-  if (!hs->stopping || hs->conns || !hs->listener_closed || !hs->stop_cb) return;
+  if (!hs->stopping || hs->conns.head || !hs->listener_closed || !hs->stop_cb) return;
   void (*cb)(void *) = hs->stop_cb;
   hs->stop_cb = NULL;
   cb(hs->stop_arg);
@@ -908,12 +847,11 @@ void pl_http_stop(pl_http_t *h, void (*cb)(void *arg), void *arg) {
   h->stop_cb = cb;
   h->stop_arg = arg;
   pl_net_listener_close(&h->listener, on_listener_closed);
-  for (hconn_t *c = h->conns, *next; c; c = next) {
-    next = c->next;
+  PL_CONN_EACH(hconn_t, c, &h->conns) {
     update_reading(c);
     /* A response still being written gets STOP_GRACE_MS (the idle timer); a running query
      * answers first (after_work). */
-    if (!c->busy && (c->wq.pending == 0 || c->lingering)) conn_close(c);
+    if (!c->base.holds && (c->base.wq.pending == 0 || c->lingering)) pl_conn_close(&c->base);
   }
   check_stopped(h);
 }

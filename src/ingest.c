@@ -25,26 +25,18 @@ enum {
   P_DRAIN = 4,   /* shutting down, or closing after a last write */
 };
 
+/* base.holds counts the batches submitted and not completed. */
 typedef struct conn {
-  pl_stream_t h; /* first: the handle's data points to the conn */
-  uv_timer_t idle;
+  pl_conn_t base; /* first */
   pl_ingest_t *in;
-  struct conn *prev, *next;
   pl_fwd_reader_t *reader;
   size_t mem_counted; /* reader memory already counted in in->buffer_bytes */
-  pl_wq_t wq;
   msgpack_sbuffer sb;
   pl_auth_t auth;
-  char peer[96];
-  uint32_t inflight; /* batches submitted and not completed */
   unsigned pause;
-  int reading;
   int authenticated;
   int eof;          /* the client half-closed: finish what arrived, then close */
   int close_after;  /* close once the write queue drains (after a failed PONG) */
-  int closing;      /* uv_close called */
-  int handles;      /* handles not yet closed */
-  uint64_t last_active;
 } conn_t;
 
 struct pl_ingest {
@@ -52,7 +44,7 @@ struct pl_ingest {
   pl_writer_t *writer;
   pl_ingest_opts_t o;
   pl_listener_t listener;
-  conn_t *conns;
+  pl_conn_list_t conns;
   int paused;
   int stopping;
   uv_timer_t grace;
@@ -63,12 +55,8 @@ struct pl_ingest {
   pl_ingest_stats_t st;
 };
 
-static void conn_close(conn_t *c);
 static void update_reading(conn_t *c);
-static void maybe_finish(conn_t *c);
 static void check_stopped(pl_ingest_t *in);
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static uint64_t wall_ms(void) {
   struct timespec ts;
@@ -84,11 +72,13 @@ static uint64_t mono_ns(void) {
 
 /* Connections waiting for the buffer budget read again as soon as memory comes back. */
 static void wake_budget_waiters(pl_ingest_t *in) {
-  for (conn_t *o = in->conns; o && in->st.buffer_bytes < in->o.buffer_max_bytes; o = o->next)
+  PL_CONN_EACH(conn_t, o, &in->conns) {
+    if (in->st.buffer_bytes >= in->o.buffer_max_bytes) break;
     if (o->pause & P_BUDGET) {
       o->pause &= ~(unsigned)P_BUDGET;
       update_reading(o);
     }
+  }
 }
 
 static void account_memory(conn_t *c) {
@@ -100,32 +90,17 @@ static void account_memory(conn_t *c) {
   if (shrank) wake_budget_waiters(c->in);
 }
 
-static void conn_free(conn_t *c) {
+static void on_free(pl_conn_t *base) {
+  conn_t *c = (conn_t *)base;
   pl_ingest_t *in = c->in;
-  if (c->prev) c->prev->next = c->next;
-  else in->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  if (c->reader) pl_fwd_reader_free(c->reader);
-  c->reader = NULL;
-  account_memory(c);
   msgpack_sbuffer_destroy(&c->sb);
   in->st.connections--;
   free(c);
   check_stopped(in);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  conn_t *c = h->data;
-  if (--c->handles == 0 && c->inflight == 0) conn_free(c);
-}
-
-static void conn_close(conn_t *c) {
-  if (c->closing) return;
-  c->closing = 1;
-  if (c->reading) uv_read_stop(&c->h.stream);
-  c->reading = 0;
-  uv_close(&c->h.handle, on_handle_closed);
-  uv_close((uv_handle_t *)&c->idle, on_handle_closed);
+static void on_close(pl_conn_t *base) {
+  conn_t *c = (conn_t *)base;
   /* Buffers are not needed any more; in-flight batches own copies of their data. */
   if (c->reader) {
     pl_fwd_reader_free(c->reader);
@@ -136,19 +111,12 @@ static void conn_close(conn_t *c) {
 
 /* Closes once nothing is left to do: no batch in flight, no unwritten ack. */
 static void maybe_finish(conn_t *c) {
-  if (c->closing) return;
-  if ((c->eof || c->close_after || (c->pause & P_DRAIN)) && c->inflight == 0 && c->wq.pending == 0)
-    conn_close(c);
+  if ((c->eof || c->close_after || (c->pause & P_DRAIN)) && pl_conn_quiet(&c->base))
+    pl_conn_close(&c->base);
 }
 
 static void update_reading(conn_t *c) {
-  int want = !c->closing && !c->eof && !c->close_after && !c->pause && !c->in->paused;
-  if (want && !c->reading) {
-    if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = 1;
-  } else if (!want && c->reading) {
-    uv_read_stop(&c->h.stream);
-    c->reading = 0;
-  }
+  pl_conn_set_reading(&c->base, !c->eof && !c->close_after && !c->pause && !c->in->paused);
 }
 
 static void set_paused(pl_ingest_t *in, int paused) {
@@ -160,20 +128,16 @@ static void set_paused(pl_ingest_t *in, int paused) {
     pl_log_debug("ingest: %llu bytes wait for the writer; pausing reads",
                  (unsigned long long)in->st.inflight_bytes);
   }
-  for (conn_t *c = in->conns; c; c = c->next) update_reading(c);
+  PL_CONN_EACH(conn_t, c, &in->conns) update_reading(c);
 }
 
 void pl_ingest_writer_drained(pl_ingest_t *in) {
   if (in->paused && in->st.inflight_bytes <= in->o.inflight_max_bytes / 2) set_paused(in, 0);
 }
 
-static void on_written(pl_wq_t *q) {
-  conn_t *c = (conn_t *)((char *)q - offsetof(conn_t, wq));
-  if (q->error && !c->closing) {
-    conn_close(c);
-    return;
-  }
-  if ((c->pause & P_WRITEQ) && q->pending <= c->in->o.write_queue_max_bytes / 2) {
+static void on_written(pl_conn_t *base) {
+  conn_t *c = (conn_t *)base;
+  if ((c->pause & P_WRITEQ) && c->base.wq.pending <= c->in->o.write_queue_max_bytes / 2) {
     c->pause &= ~(unsigned)P_WRITEQ;
     update_reading(c);
   }
@@ -181,12 +145,8 @@ static void on_written(pl_wq_t *q) {
 }
 
 static void send_bytes(conn_t *c, const void *p, size_t n) {
-  if (c->closing) return;
-  if (pl_net_write(&c->h.stream, &c->wq, p, n) != 0) {
-    conn_close(c);
-    return;
-  }
-  if (c->wq.pending > c->in->o.write_queue_max_bytes) {
+  if (pl_conn_send(&c->base, p, n) != 0) return;
+  if (c->base.wq.pending > c->in->o.write_queue_max_bytes) {
     /* The client does not read what we send: stop reading from it too. */
     c->pause |= P_WRITEQ;
     update_reading(c);
@@ -198,14 +158,13 @@ static void on_batch_done(pl_batch_t *b) {
   pl_ingest_t *in = c->in;
   uint64_t us = (mono_ns() - b->submitted_ns) / 1000;
   int bucket = 0;
-  c->inflight--;
   in->st.acks_pending--;
   in->st.inflight_bytes -= pl_batch_bytes(b);
   if (b->status == 0) {
     in->st.records += b->stored;
     in->st.rejected += b->rejected;
     in->st.duplicates += b->duplicates + (b->chunk_seen ? 1 : 0);
-    if (b->chunk && !c->closing) {
+    if (b->chunk && !c->base.closing) {
       /* {"ack": <chunk exactly as the client sent it>} in one write */
       char stack[600];
       size_t n = 5 + b->chunk_len;
@@ -223,20 +182,16 @@ static void on_batch_done(pl_batch_t *b) {
     }
   } else {
     in->st.commit_failures++;
-    if (!c->closing) {
+    if (!c->base.closing) {
       /* Nothing was stored and no ack will come: closing tells the client to resend now
        * instead of after its ack timeout. */
-      pl_log_warn("ingest: %s: commit failed (%s); closing so the client resends", c->peer,
+      pl_log_warn("ingest: %s: commit failed (%s); closing so the client resends", c->base.peer,
                   pl_strerror(b->status));
-      conn_close(c);
+      pl_conn_close(&c->base);
     }
   }
   pl_batch_free(b);
-  if (c->closing) {
-    if (c->inflight == 0 && c->handles == 0) conn_free(c);
-  } else {
-    maybe_finish(c);
-  }
+  if (pl_conn_release(&c->base) == 0) maybe_finish(c);
 }
 
 static void handle_ping(conn_t *c, const pl_fwd_msg_t *m) {
@@ -249,11 +204,11 @@ static void handle_ping(conn_t *c, const pl_fwd_msg_t *m) {
     c->authenticated = 1;
     pl_fwd_reader_expect_ping(c->reader, 0);
     send_bytes(c, c->sb.data, c->sb.size);
-    pl_log_debug("ingest: %s: authenticated as %.*s", c->peer, (int)m->ping_hostname.n,
+    pl_log_debug("ingest: %s: authenticated as %.*s", c->base.peer, (int)m->ping_hostname.n,
                  m->ping_hostname.p);
   } else {
     in->st.auth_failures++;
-    pl_log_warn("ingest: %s: handshake failed: %s", c->peer, why);
+    pl_log_warn("ingest: %s: handshake failed: %s", c->base.peer, why);
     send_bytes(c, c->sb.data, c->sb.size);
     c->close_after = 1;
     update_reading(c);
@@ -283,9 +238,9 @@ static int handle_message(conn_t *c, const pl_fwd_msg_t *m, uint64_t now) {
     pl_record_t rec;
     if (e.skip) continue;
     if (!e.record) {
-      rc = pl_batch_add_reject(b, e.error, e.raw, e.raw_len, c->peer, now);
+      rc = pl_batch_add_reject(b, e.error, e.raw, e.raw_len, c->base.peer, now);
     } else if (pl_record_parse(&rec, e.record, e.sec, why, sizeof(why)) != 0) {
-      rc = pl_batch_add_reject(b, why, e.raw, e.raw_len, c->peer, now);
+      rc = pl_batch_add_reject(b, why, e.raw, e.raw_len, c->base.peer, now);
     } else {
       msgpack_packer pk;
       pl_record_meta_t meta = {m->tag, e.sec, e.nsec, now};
@@ -300,7 +255,7 @@ static int handle_message(conn_t *c, const pl_fwd_msg_t *m, uint64_t now) {
     pl_batch_free(b); /* a message with no events and nothing to ack */
     return 0;
   }
-  c->inflight++;
+  pl_conn_hold(&c->base);
   in->st.acks_pending++;
   in->st.inflight_bytes += pl_batch_bytes(b);
   pl_writer_submit(in->writer, b);
@@ -311,13 +266,11 @@ fail:
   return rc;
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  conn_t *c = h->data;
+static void on_alloc(pl_conn_t *base, uv_buf_t *buf) {
+  conn_t *c = (conn_t *)base;
   pl_ingest_t *in = c->in;
   char *p;
   size_t len;
-  (void)hint;
-  *buf = uv_buf_init(NULL, 0);
   if (!c->reader) return;
   /* A connection that holds nothing yet may not take a fresh buffer from a spent budget;
    * one already mid-message may, so it can finish and give its memory back. */
@@ -328,41 +281,40 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init(p, (unsigned)(len > UINT32_MAX ? UINT32_MAX : len));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn_t *c = s->data;
+static void on_read(pl_conn_t *base, ssize_t nread) {
+  conn_t *c = (conn_t *)base;
   pl_ingest_t *in = c->in;
   pl_fwd_msg_t m;
   uint64_t now;
   int rc;
-  (void)buf;
 
   if (nread == UV_ENOBUFS) {
     if (!c->reader) return;
     if (pl_fwd_reader_errstr(c->reader)[0]) {
       in->st.protocol_errors++;
-      pl_log_warn("ingest: %s: closing: %s", c->peer, pl_fwd_reader_errstr(c->reader));
-      conn_close(c);
+      pl_log_warn("ingest: %s: closing: %s", c->base.peer, pl_fwd_reader_errstr(c->reader));
+      pl_conn_close(&c->base);
     } else if (pl_fwd_reader_pending(c->reader) == 0) {
       c->pause |= P_BUDGET; /* resumed when another connection frees memory */
       update_reading(c);
     } else {
       in->st.protocol_errors++;
-      pl_log_warn("ingest: %s: closing: message larger than message_max_bytes (%llu)", c->peer,
-                  (unsigned long long)in->o.message_max_bytes);
-      conn_close(c);
+      pl_log_warn("ingest: %s: closing: message larger than message_max_bytes (%llu)",
+                  c->base.peer, (unsigned long long)in->o.message_max_bytes);
+      pl_conn_close(&c->base);
     }
     return;
   }
   if (nread < 0) {
     if (nread != UV_EOF) {
-      pl_log_debug("ingest: %s: read error: %s", c->peer, uv_strerror((int)nread));
-      conn_close(c);
+      pl_log_debug("ingest: %s: read error: %s", c->base.peer, uv_strerror((int)nread));
+      pl_conn_close(&c->base);
       return;
     }
     /* Half-close: whatever complete messages arrived are committed and acked first. */
     if (c->reader && pl_fwd_reader_pending(c->reader))
-      pl_log_warn("ingest: %s: closed with %zu bytes of an unfinished message, dropped", c->peer,
-                  pl_fwd_reader_pending(c->reader));
+      pl_log_warn("ingest: %s: closed with %zu bytes of an unfinished message, dropped",
+                  c->base.peer, pl_fwd_reader_pending(c->reader));
     c->eof = 1;
     update_reading(c);
     maybe_finish(c);
@@ -371,20 +323,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;
   pl_fwd_reader_wrote(c->reader, (size_t)nread);
   in->st.bytes_in += (uint64_t)nread;
-  c->last_active = uv_now(in->loop);
+  pl_conn_touch(&c->base);
   now = wall_ms();
   while ((rc = pl_fwd_reader_next(c->reader, &m)) == 1) {
     if (handle_message(c, &m, now) != 0) {
-      pl_log_error("ingest: %s: out of memory building a batch; closing", c->peer);
-      conn_close(c);
+      pl_log_error("ingest: %s: out of memory building a batch; closing", c->base.peer);
+      pl_conn_close(&c->base);
       return;
     }
-    if (c->closing || c->close_after) break;
+    if (c->base.closing || c->close_after) break;
   }
   if (rc < 0) {
     in->st.protocol_errors++;
-    pl_log_warn("ingest: %s: closing: %s", c->peer, pl_fwd_reader_errstr(c->reader));
-    conn_close(c);
+    pl_log_warn("ingest: %s: closing: %s", c->base.peer, pl_fwd_reader_errstr(c->reader));
+    pl_conn_close(&c->base);
     return;
   }
   /* Give idle buffers back only when memory is tight; otherwise the idle timer does it, so a
@@ -399,28 +351,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   account_memory(c);
 }
 
-static void on_idle(uv_timer_t *t) {
-  conn_t *c = t->data;
-  uint64_t now = uv_now(c->in->loop);
-  if (c->closing) return;
-  if (c->reader && now - c->last_active >= 1000 && pl_fwd_reader_pending(c->reader) == 0 &&
+static void on_idle(pl_conn_t *base, uint64_t now) {
+  conn_t *c = (conn_t *)base;
+  if (c->reader && now - c->base.last_active >= 1000 && pl_fwd_reader_pending(c->reader) == 0 &&
       pl_fwd_reader_memory(c->reader) > 0) {
     pl_fwd_reader_trim(c->reader);
     account_memory(c);
   }
   /* Time spent waiting on us (commits, paused reads) is not the client's idleness. */
-  if (c->inflight || c->in->paused || (c->pause & P_BUDGET) ||
-      now - c->last_active < c->in->o.idle_timeout_ms) {
-    if (c->inflight || c->in->paused || (c->pause & P_BUDGET)) c->last_active = now;
+  if (c->base.holds || c->in->paused || (c->pause & P_BUDGET) ||
+      now - c->base.last_active < c->in->o.idle_timeout_ms) {
+    if (c->base.holds || c->in->paused || (c->pause & P_BUDGET)) c->base.last_active = now;
     return;
   }
   c->in->st.idle_closed++;
-  pl_log_info("ingest: %s: idle for %llu ms; closing", c->peer,
+  pl_log_info("ingest: %s: idle for %llu ms; closing", c->base.peer,
               (unsigned long long)c->in->o.idle_timeout_ms);
-  conn_close(c);
+  pl_conn_close(&c->base);
 }
 
-static void on_refused_closed(uv_handle_t *h) { free(h); }
+static const pl_conn_ops_t conn_ops = {on_alloc, on_read, on_written, on_idle, on_close, on_free};
 
 static void on_connection(uv_stream_t *server, int status) {
   pl_ingest_t *in = server->data;
@@ -451,37 +401,19 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   c->in = in;
-  msgpack_sbuffer_init(&c->sb);
-  c->wq.written = on_written;
-  if (pl_net_accept(&in->listener, &c->h, c->peer, sizeof(c->peer), on_refused_closed) != 0) {
-    /* on_refused_closed frees the handle memory, which is c itself (h comes first). */
-    pl_fwd_reader_free(c->reader);
-    msgpack_sbuffer_destroy(&c->sb);
+  if (pl_conn_accept(&in->conns, &in->listener, &c->base) != 0) {
+    pl_fwd_reader_free(c->reader); /* c itself is freed by the base */
     return;
   }
-  c->h.handle.data = c;
-  uv_timer_init(in->loop, &c->idle);
-  c->idle.data = c;
-  c->handles = 2;
-  c->next = in->conns;
-  if (in->conns) in->conns->prev = c;
-  in->conns = c;
+  msgpack_sbuffer_init(&c->sb);
   in->st.connections++;
   in->st.accepted++;
-  c->last_active = uv_now(in->loop);
-  {
-    /* The tick also returns idle buffers to the budget, so it runs at least every second. */
-    uint64_t tick = in->o.idle_timeout_ms / 4;
-    if (tick < 10) tick = 10;
-    if (tick > 1000) tick = 1000;
-    uv_timer_start(&c->idle, on_idle, tick, tick);
-  }
   if (in->o.auth.shared_key && in->o.auth.shared_key[0]) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, &c->sb, msgpack_sbuffer_write);
     if (pl_auth_helo(&c->auth, &in->o.auth, &pk) != 0) {
-      pl_log_error("ingest: %s: no randomness for the handshake; closing", c->peer);
-      conn_close(c);
+      pl_log_error("ingest: %s: no randomness for the handshake; closing", c->base.peer);
+      pl_conn_close(&c->base);
       return;
     }
     pl_fwd_reader_expect_ping(c->reader, 1);
@@ -502,6 +434,9 @@ int pl_ingest_start(pl_ingest_t **out, uv_loop_t *loop, pl_writer_t *writer,
   in->loop = loop;
   in->writer = writer;
   in->o = *opts;
+  /* The tick also returns idle buffers to the budget, so it runs at least every second. */
+  pl_conn_list_init(&in->conns, &conn_ops,
+                    opts->idle_timeout_ms / 4 > 1000 ? 1000 : opts->idle_timeout_ms / 4);
   rc = pl_net_listen(&in->listener, loop, opts->listen, on_connection, in, err, errlen);
   if (rc) {
     if (in->listener.open)
@@ -531,7 +466,7 @@ static void on_listener_closed(uv_handle_t *h) {
 }
 
 static void check_stopped(pl_ingest_t *in) {
-  if (!in->stopping || in->conns || !in->listener_closed) return;
+  if (!in->stopping || in->conns.head || !in->listener_closed) return;
   if (in->grace_open) {
     if (!uv_is_closing((uv_handle_t *)&in->grace)) uv_close((uv_handle_t *)&in->grace, on_grace_closed);
     return;
@@ -546,11 +481,10 @@ static void check_stopped(pl_ingest_t *in) {
 
 static void on_grace(uv_timer_t *t) {
   pl_ingest_t *in = t->data;
-  for (conn_t *c = in->conns, *next; c; c = next) {
-    next = c->next;
-    if (!c->closing) {
-      pl_log_warn("ingest: %s: still busy after the shutdown grace period; closing", c->peer);
-      conn_close(c);
+  PL_CONN_EACH(conn_t, c, &in->conns) {
+    if (!c->base.closing) {
+      pl_log_warn("ingest: %s: still busy after the shutdown grace period; closing", c->base.peer);
+      pl_conn_close(&c->base);
     }
   }
 }
@@ -565,8 +499,7 @@ void pl_ingest_stop(pl_ingest_t *in, uint64_t grace_ms, void (*cb)(void *arg), v
   uv_timer_start(&in->grace, on_grace, grace_ms, 0);
   in->listener.h.handle.data = in;
   pl_net_listener_close(&in->listener, on_listener_closed);
-  for (conn_t *c = in->conns, *next; c; c = next) {
-    next = c->next;
+  PL_CONN_EACH(conn_t, c, &in->conns) {
     c->pause |= P_DRAIN;
     update_reading(c);
     maybe_finish(c);

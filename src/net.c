@@ -1,4 +1,5 @@
-/* Listeners (TCP and unix sockets) and counted writes for the servers. */
+/* Listeners (TCP and unix sockets), counted writes, and the one copy of the connection
+ * lifecycle (accept, read switching, idle tick, close, deferred free) for the servers. */
 #include "parley/net.h"
 
 #include <stdio.h>
@@ -209,6 +210,131 @@ int pl_net_write(uv_stream_t *s, pl_wq_t *q, const void *buf, size_t len) {
     return rc;
   }
   q->pending += len;
+  return 0;
+}
+
+/* ---- connections ---- */
+
+void pl_conn_list_init(pl_conn_list_t *list, const pl_conn_ops_t *ops, uint64_t tick_ms) {
+  list->head = NULL;
+  list->ops = ops;
+  list->tick_ms = tick_ms < 10 ? 10 : tick_ms;
+}
+
+static void conn_free(pl_conn_t *c) {
+  pl_conn_list_t *list = c->list;
+  if (c->prev) c->prev->next = c->next;
+  else list->head = c->next;
+  if (c->next) c->next->prev = c->prev;
+  /* Unlinked first: on_free may walk the list (and give memory back to the others). */
+  list->ops->on_free(c);
+}
+
+/* Whichever comes last of the two close callbacks and the last release frees. */
+static void on_conn_closed(uv_handle_t *h) {
+  pl_conn_t *c = h->data;
+  if (--c->handles == 0 && c->holds == 0) conn_free(c);
+}
+
+void pl_conn_close(pl_conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  if (c->reading) uv_read_stop(&c->h.stream);
+  c->reading = 0;
+  uv_close(&c->h.handle, on_conn_closed);
+  uv_close((uv_handle_t *)&c->idle, on_conn_closed);
+  if (c->list->ops->on_close) c->list->ops->on_close(c);
+}
+
+void pl_conn_hold(pl_conn_t *c) { c->holds++; }
+
+int pl_conn_release(pl_conn_t *c) {
+  c->holds--;
+  if (!c->closing) return 0;
+  if (c->holds == 0 && c->handles == 0) conn_free(c);
+  return 1;
+}
+
+int pl_conn_quiet(const pl_conn_t *c) { return c->holds == 0 && c->wq.pending == 0; }
+
+static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  pl_conn_t *c = h->data;
+  (void)hint;
+  *buf = uv_buf_init(NULL, 0);
+  c->list->ops->on_alloc(c, buf);
+}
+
+static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  pl_conn_t *c = s->data;
+  (void)buf; /* it points into memory the server's on_alloc chose and still knows */
+  c->list->ops->on_read(c, nread);
+}
+
+void pl_conn_set_reading(pl_conn_t *c, int want) {
+  want = want && !c->closing;
+  if (want && !c->reading) {
+    if (uv_read_start(&c->h.stream, on_conn_alloc, on_conn_read) == 0) c->reading = 1;
+  } else if (!want && c->reading) {
+    uv_read_stop(&c->h.stream);
+    c->reading = 0;
+  }
+}
+
+static void on_conn_written(pl_wq_t *q) {
+  pl_conn_t *c = (pl_conn_t *)(void *)((char *)q - offsetof(pl_conn_t, wq));
+  /* Writes cancelled by the close land here too, before the handle's close callback. */
+  if (c->closing) return;
+  if (q->error) {
+    pl_conn_close(c);
+    return;
+  }
+  if (c->list->ops->on_written) c->list->ops->on_written(c);
+}
+
+int pl_conn_send(pl_conn_t *c, const void *buf, size_t len) {
+  int rc;
+  /* A reply whose batch or request outlived the connection has no one to go to. */
+  if (c->closing) return UV_ECANCELED;
+  rc = pl_net_write(&c->h.stream, &c->wq, buf, len);
+  if (rc) pl_conn_close(c);
+  return rc;
+}
+
+void pl_conn_touch(pl_conn_t *c) { c->last_active = uv_now(c->h.handle.loop); }
+
+static void on_conn_tick(uv_timer_t *t) {
+  pl_conn_t *c = t->data;
+  if (c->closing) return;
+  c->list->ops->on_idle(c, uv_now(t->loop));
+}
+
+void pl_conn_set_tick(pl_conn_t *c, uint64_t ms) {
+  if (c->closing) return;
+  uv_timer_start(&c->idle, on_conn_tick, ms, ms);
+}
+
+static void free_unaccepted(uv_handle_t *h) { free(h->data); }
+
+int pl_conn_accept(pl_conn_list_t *list, pl_listener_t *l, pl_conn_t *c) {
+  uv_loop_t *loop = l->h.handle.loop;
+  int rc;
+  c->h.handle.data = c; /* kept by uv_*_init, read by free_unaccepted */
+  rc = pl_net_accept(l, &c->h, c->peer, sizeof(c->peer), free_unaccepted);
+  if (rc) {
+    if (!uv_is_closing(&c->h.handle)) free(c); /* the handle was never initialised */
+    return rc;
+  }
+  c->list = list;
+  c->wq.written = on_conn_written;
+  uv_timer_init(loop, &c->idle);
+  c->idle.data = c;
+  c->handles = 2;
+  c->last_active = uv_now(loop);
+  uv_timer_start(&c->idle, on_conn_tick, list->tick_ms, list->tick_ms);
+  c->prev = NULL;
+  c->next = list->head;
+  if (list->head) list->head->prev = c;
+  list->head = c;
   return 0;
 }
 

@@ -21,28 +21,20 @@ static const char *op_names[PL_QSERVER_OPS] = {"ping",   "stats",        "activi
                                                 "series", "pair",         "topics",   "institutions",
                                                 "events", "rejects",      "other"};
 
+/* base.holds is 1 while a request runs on the work pool. */
 typedef struct qconn {
-  pl_stream_t h;
-  uv_timer_t idle;
+  pl_conn_t base; /* first */
   uv_work_t work;
   struct pl_qserver *qs;
-  struct qconn *prev, *next;
-  char peer[96];
   char *buf;
   size_t len, cap;
   pl_mpscan_t scan;
-  pl_wq_t wq;
   /* the request being run on the work pool */
   size_t frame_len;
   int frame_error;         /* PL_ETOOBIG / PL_EDEPTH / PL_EPROTO: reply and close */
   msgpack_sbuffer reply;
-  int busy;
-  int reading;
   int eof;
-  int closing;
   int close_after;
-  int handles;
-  uint64_t last_active;
 } qconn_t;
 
 struct pl_qserver {
@@ -50,7 +42,7 @@ struct pl_qserver {
   pl_store_t *store;
   pl_qserver_opts_t o;
   pl_listener_t listener;
-  qconn_t *conns;
+  pl_conn_list_t conns;
   int stopping;
   uint64_t stop_started;
   int listener_closed;
@@ -63,8 +55,6 @@ struct pl_qserver {
 
 static void process(qconn_t *c);
 static void check_stopped(pl_qserver_t *qs);
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 
 static uint64_t mono_us(void) {
   struct timespec ts;
@@ -90,11 +80,9 @@ void pl_qserver_get_op_stats(pl_qserver_t *qs, pl_qserver_op_stats_t out[PL_QSER
   pthread_mutex_unlock(&qs->op_mu);
 }
 
-static void conn_free(qconn_t *c) {
+static void on_free(pl_conn_t *base) {
+  qconn_t *c = (qconn_t *)base;
   pl_qserver_t *qs = c->qs;
-  if (c->prev) c->prev->next = c->next;
-  else qs->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
   free(c->buf);
   msgpack_sbuffer_destroy(&c->reply);
   qs->st.connections--;
@@ -102,48 +90,25 @@ static void conn_free(qconn_t *c) {
   check_stopped(qs);
 }
 
-static void on_closed(uv_handle_t *h) {
-  qconn_t *c = h->data;
-  if (--c->handles == 0 && !c->busy) conn_free(c);
-}
-
-static void conn_close(qconn_t *c) {
-  if (c->closing) return;
-  c->closing = 1;
-  if (c->reading) uv_read_stop(&c->h.stream);
-  c->reading = 0;
-  uv_close(&c->h.handle, on_closed);
-  uv_close((uv_handle_t *)&c->idle, on_closed);
-}
-
 static void update_reading(qconn_t *c) {
   /* Stop reading while the buffer already holds a whole request's worth, or the client does
    * not read its replies: pipelined requests wait in the socket, not in our memory. */
   /* Not while a request runs either: it decodes in place from c->buf, which a read could
    * move (realloc). */
-  int want = !c->closing && !c->eof && !c->close_after && !c->busy &&
-             c->len <= c->qs->o.max_request_bytes && c->wq.pending <= c->qs->o.write_queue_max_bytes &&
-             !c->qs->stopping;
-  if (want && !c->reading) {
-    if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = 1;
-  } else if (!want && c->reading) {
-    uv_read_stop(&c->h.stream);
-    c->reading = 0;
-  }
+  pl_conn_set_reading(&c->base, !c->eof && !c->close_after && !c->base.holds &&
+                                    c->len <= c->qs->o.max_request_bytes &&
+                                    c->base.wq.pending <= c->qs->o.write_queue_max_bytes &&
+                                    !c->qs->stopping);
 }
 
 static void maybe_finish(qconn_t *c) {
-  if (c->closing || c->busy) return;
-  if ((c->eof || c->close_after || c->qs->stopping) && c->wq.pending == 0) conn_close(c);
+  if ((c->eof || c->close_after || c->qs->stopping) && pl_conn_quiet(&c->base))
+    pl_conn_close(&c->base);
 }
 
-static void on_written(pl_wq_t *q) {
-  qconn_t *c = (qconn_t *)((char *)q - offsetof(qconn_t, wq));
-  if (q->error && !c->closing) {
-    conn_close(c);
-    return;
-  }
-  c->last_active = uv_now(c->qs->loop); /* a client reading slowly is not idle */
+static void on_written(pl_conn_t *base) {
+  qconn_t *c = (qconn_t *)base;
+  pl_conn_touch(&c->base); /* a client reading slowly is not idle */
   process(c); /* a request may be waiting for the queue to drain */
   update_reading(c);
   maybe_finish(c);
@@ -187,20 +152,13 @@ static void after_work(uv_work_t *req, int status) {
   qconn_t *c = req->data;
   pl_qserver_t *qs = c->qs;
   (void)status;
-  c->busy = 0;
   qs->st.running--;
   qs->st.requests++;
-  if (c->closing) {
-    if (c->handles == 0) conn_free(c);
-    return;
-  }
-  if (pl_net_write(&c->h.stream, &c->wq, c->reply.data, c->reply.size) != 0) {
-    conn_close(c);
-    return;
-  }
+  if (pl_conn_release(&c->base) != 0) return;
+  if (pl_conn_send(&c->base, c->reply.data, c->reply.size) != 0) return;
   if (c->frame_error) {
     qs->st.errors++;
-    pl_log_warn("query: %s: closing: %s", c->peer, pl_strerror(c->frame_error));
+    pl_log_warn("query: %s: closing: %s", c->base.peer, pl_strerror(c->frame_error));
     c->close_after = 1;
     c->len = 0;
   } else {
@@ -222,8 +180,9 @@ static void after_work(uv_work_t *req, int status) {
 /* Starts the next complete request, if any. */
 static void process(qconn_t *c) {
   ssize_t n;
-  if (c->busy || c->closing || c->close_after || c->qs->stopping || c->len == 0) return;
-  if (c->wq.pending > c->qs->o.write_queue_max_bytes) return; /* resumed by on_written */
+  if (c->base.holds || c->base.closing || c->close_after || c->qs->stopping || c->len == 0)
+    return;
+  if (c->base.wq.pending > c->qs->o.write_queue_max_bytes) return; /* resumed by on_written */
   n = pl_mpscan_run(&c->scan, (const unsigned char *)c->buf, c->len);
   if (n == 0) return;
   if (n < 0) {
@@ -232,36 +191,31 @@ static void process(qconn_t *c) {
     c->frame_len = (size_t)n;
     c->frame_error = 0;
   }
-  c->busy = 1;
+  pl_conn_hold(&c->base);
   c->qs->st.running++;
   c->work.data = c;
   if (uv_queue_work(c->qs->loop, &c->work, work_cb, after_work) != 0) {
-    c->busy = 0;
+    pl_conn_release(&c->base);
     c->qs->st.running--;
-    conn_close(c);
+    pl_conn_close(&c->base);
   }
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  qconn_t *c = h->data;
-  (void)hint;
+static void on_alloc(pl_conn_t *base, uv_buf_t *buf) {
+  qconn_t *c = (qconn_t *)base;
   if (c->cap - c->len < READ_CHUNK) {
     size_t cap = c->cap ? c->cap * 2 : READ_CHUNK * 2;
     while (cap - c->len < READ_CHUNK) cap *= 2;
     char *p = realloc(c->buf, cap);
-    if (!p) {
-      *buf = uv_buf_init(NULL, 0);
-      return;
-    }
+    if (!p) return;
     c->buf = p;
     c->cap = cap;
   }
   *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
-  qconn_t *c = s->data;
-  (void)b;
+static void on_read(pl_conn_t *base, ssize_t nread) {
+  qconn_t *c = (qconn_t *)base;
   if (nread < 0) {
     if (nread == UV_EOF) {
       c->eof = 1;
@@ -269,12 +223,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
       process(c);
       maybe_finish(c);
     } else {
-      conn_close(c);
+      pl_conn_close(&c->base);
     }
     return;
   }
   c->len += (size_t)nread;
-  c->last_active = uv_now(c->qs->loop);
+  pl_conn_touch(&c->base);
   process(c);
   update_reading(c);
   if (c->len == 0 && c->cap > 4 * READ_CHUNK) {
@@ -284,26 +238,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   }
 }
 
-static void on_idle(uv_timer_t *t) {
-  qconn_t *c = t->data;
-  uint64_t now = uv_now(c->qs->loop);
-  if (c->closing) return;
-  if (c->busy) {
-    c->last_active = now;
+static void on_idle(pl_conn_t *base, uint64_t now) {
+  qconn_t *c = (qconn_t *)base;
+  if (c->base.holds) {
+    c->base.last_active = now;
     return;
   }
   if (c->qs->stopping) {
     /* Stopping: a client that does not read its last reply must not keep the daemon up. */
-    if (now - c->qs->stop_started >= STOP_GRACE_MS) conn_close(c);
+    if (now - c->qs->stop_started >= STOP_GRACE_MS) pl_conn_close(&c->base);
     return;
   }
-  if (now - c->last_active >= c->qs->o.idle_timeout_ms) {
-    pl_log_debug("query: %s: idle; closing", c->peer);
-    conn_close(c);
+  if (now - c->base.last_active >= c->qs->o.idle_timeout_ms) {
+    pl_log_debug("query: %s: idle; closing", c->base.peer);
+    pl_conn_close(&c->base);
   }
 }
 
-static void on_refused_closed(uv_handle_t *h) { free(h); }
+static const pl_conn_ops_t conn_ops = {on_alloc, on_read, on_written, on_idle, NULL, on_free};
 
 static void on_connection(uv_stream_t *server, int status) {
   pl_qserver_t *qs = server->data;
@@ -319,26 +271,12 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   c->qs = qs;
-  if (pl_net_accept(&qs->listener, &c->h, c->peer, sizeof(c->peer), on_refused_closed) != 0)
-    return;
-  c->h.handle.data = c;
+  if (pl_conn_accept(&qs->conns, &qs->listener, &c->base) != 0) return;
   msgpack_sbuffer_init(&c->reply);
   pl_mpscan_init(&c->scan, qs->o.max_request_bytes, PL_MPSCAN_MAX_DEPTH);
-  c->wq.written = on_written;
-  uv_timer_init(qs->loop, &c->idle);
-  c->idle.data = c;
-  c->handles = 2;
-  c->last_active = uv_now(qs->loop);
-  {
-    uint64_t tick = qs->o.idle_timeout_ms / 4;
-    uv_timer_start(&c->idle, on_idle, tick < 10 ? 10 : tick, tick < 10 ? 10 : tick);
-  }
-  c->next = qs->conns;
-  if (qs->conns) qs->conns->prev = c;
-  qs->conns = c;
   qs->st.connections++;
   qs->st.accepted++;
-  if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = 1;
+  update_reading(c);
 }
 
 static void free_failed(uv_handle_t *h) {
@@ -355,6 +293,7 @@ int pl_qserver_start(pl_qserver_t **out, uv_loop_t *loop, pl_store_t *store,
   qs->loop = loop;
   qs->store = store;
   qs->o = *opts;
+  pl_conn_list_init(&qs->conns, &conn_ops, opts->idle_timeout_ms / 4);
   pthread_mutex_init(&qs->op_mu, NULL);
   for (int i = 0; i < PL_QSERVER_OPS; i++) qs->ops[i].op = op_names[i];
   rc = pl_net_listen(&qs->listener, loop, opts->listen, on_connection, qs, err, errlen);
@@ -376,7 +315,7 @@ const char *pl_qserver_address(const pl_qserver_t *qs) { return qs->listener.bou
 void pl_qserver_get_stats(const pl_qserver_t *qs, pl_qserver_stats_t *st) { *st = qs->st; }
 
 static void check_stopped(pl_qserver_t *qs) {
-  if (!qs->stopping || qs->conns || !qs->listener_closed || !qs->stop_cb) return;
+  if (!qs->stopping || qs->conns.head || !qs->listener_closed || !qs->stop_cb) return;
   void (*cb)(void *) = qs->stop_cb;
   qs->stop_cb = NULL;
   cb(qs->stop_arg);
@@ -396,15 +335,12 @@ void pl_qserver_stop(pl_qserver_t *qs, void (*cb)(void *arg), void *arg) {
   qs->stop_cb = cb;
   qs->stop_arg = arg;
   pl_net_listener_close(&qs->listener, on_listener_closed);
-  for (qconn_t *c = qs->conns, *next; c; c = next) {
-    next = c->next;
+  PL_CONN_EACH(qconn_t, c, &qs->conns) {
     update_reading(c);
-    if (!c->busy && c->wq.pending == 0) {
-      conn_close(c);
-    } else {
-      /* Let the running request and its reply finish, for a short while. */
-      uv_timer_start(&c->idle, on_idle, 250, 250);
-    }
+    if (pl_conn_quiet(&c->base))
+      pl_conn_close(&c->base);
+    else /* let the running request and its reply finish, for a short while */
+      pl_conn_set_tick(&c->base, 250);
   }
   check_stopped(qs);
 }

@@ -170,7 +170,9 @@ test('a client that never reads its acks is paused, others go on', async ({d}) =
   await L.sleep(1500 * L.SLOW);
   clearInterval(pump);
   await healthy(d);
-  assert(d.anonKiB() < 200 * 1024, 'anonymous memory stays bounded: ' + d.anonKiB() + ' KiB');
+  // (AddressSanitizer keeps freed memory in quarantine a while: it is allowed more)
+  const bound = (process.env.PARLEY_SAN ? 400 : 200) * 1024;
+  assert(d.anonKiB() < bound, 'anonymous memory stays bounded: ' + d.anonKiB() + ' KiB');
   assert(writes > 0, 'wrote');
   sock.destroy();
 });
