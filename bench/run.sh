@@ -219,6 +219,9 @@ suite() {
     row "query $label p99" "$(ms "$(json "q_$op" p99_ms)")" "$target"
     fig="$(ms "$(json "q_$op" p50_ms)") / $(ms "$(json "q_$op" p999_ms)")"
     row "  p50 / p99.9; queries/s (1 conn)" "$fig; $(count "$(json "q_$op" events_per_s)")"
+    # CPU time per query does not count time spent waiting for a core, which on a shared
+    # machine is most of a high percentile.
+    row "  parleyd CPU" "$(cpu_per "q_$op" | sed 's|us/event|us/query|')"
   done
   row "parleyd peak RSS (VmHWM; counts LMDB map pages)" "$(mib "$hwm")"
   row "parleyd peak RssAnon (outside the LMDB map)" "$(mib "$anon")" "< 100 MiB"
