@@ -13,9 +13,9 @@ PKGS     = libuv msgpack lmdb zlib inih jansson libcrypto
 TESTPKGS = cmocka
 DEB_PKGS = pkg-config libuv1-dev libmsgpack-dev liblmdb-dev zlib1g-dev libinih-dev \
            libjansson-dev libssl-dev libcmocka-dev libhttp-parser-dev
-# Only the test suite needs these: LMDB's tools, Node.js for real protocol clients, and a
-# headless browser for the dashboard test.
-DEB_TEST_PKGS = lmdb-utils nodejs npm chromium
+# Only the test suite needs these: LMDB's tools, Node.js for real protocol clients, a
+# headless browser for the dashboard test, and promtool (in prometheus) to check /metrics.
+DEB_TEST_PKGS = lmdb-utils nodejs npm chromium prometheus
 
 WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
           -Wno-missing-field-initializers
