@@ -739,6 +739,28 @@ static int pack_counts(qctx_t *q, const pl_idmap_t *m, int parts) {
   return rc;
 }
 
+/* "from" and "to" of a window (nil when the store has no events to default them from). */
+static void pack_span(msgpack_packer *pk, int none, uint32_t from, uint32_t to) {
+  pack_lit(pk, "from");
+  pack_day(pk, none ? PL_AGG_NO_DAY : from);
+  pack_lit(pk, "to");
+  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+}
+
+/* "rows": [{name_key: name, value_key: value}, ...] of ranked rows, in order. */
+static void pack_rows(msgpack_packer *pk, const rank_t *r, size_t k, const char *name_key,
+                      const char *value_key) {
+  pack_lit(pk, "rows");
+  msgpack_pack_array(pk, (uint32_t)k);
+  for (size_t i = 0; i < k; i++) {
+    msgpack_pack_map(pk, 2);
+    pack_lit(pk, name_key);
+    msgpack_pack_str_with_body(pk, r[i].name, r[i].name_n);
+    pack_lit(pk, value_key);
+    msgpack_pack_uint64(pk, r[i].value);
+  }
+}
+
 /* ---- scanning events ---- */
 
 /* Walks the events table over [from, to] in key order, from the key lo on. With an
@@ -984,10 +1006,7 @@ static int op_activity(qctx_t *q) {
   msgpack_pack_map(pk, 12);
   pack_lit(pk, "institution");
   pack_str(pk, name);
-  pack_lit(pk, "from");
-  pack_day(pk, none ? PL_AGG_NO_DAY : from);
-  pack_lit(pk, "to");
-  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+  pack_span(pk, none, from, to);
   pack_lit(pk, "events");
   msgpack_pack_uint64(pk, a.events);
   pack_lit(pk, "participants");
@@ -1193,21 +1212,10 @@ static int op_top(qctx_t *q) {
   if ((rc = rank_from_map(q->sc, vals, 1, 1, &r, &n)) || (rc = rank_order(q, r, n, limit, &k)))
     return store_fail(q, rc);
   msgpack_pack_map(pk, 4);
-  pack_lit(pk, "from");
-  pack_day(pk, none ? PL_AGG_NO_DAY : from);
-  pack_lit(pk, "to");
-  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+  pack_span(pk, none, from, to);
   pack_lit(pk, "by");
   pack_lit(pk, bys[by]);
-  pack_lit(pk, "rows");
-  msgpack_pack_array(pk, (uint32_t)k);
-  for (size_t i = 0; i < k; i++) {
-    msgpack_pack_map(pk, 2);
-    pack_lit(pk, "institution");
-    msgpack_pack_str_with_body(pk, r[i].name, r[i].name_n);
-    pack_lit(pk, "value");
-    msgpack_pack_uint64(pk, r[i].value);
-  }
+  pack_rows(pk, r, k, "institution", "value");
   return 0;
 }
 
@@ -1335,10 +1343,7 @@ static int op_series(qctx_t *q) {
     }
   }
   msgpack_pack_map(pk, 4);
-  pack_lit(pk, "from");
-  pack_day(pk, none ? PL_AGG_NO_DAY : from);
-  pack_lit(pk, "to");
-  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+  pack_span(pk, none, from, to);
   pack_lit(pk, "bucket");
   pack_lit(pk, buckets[bucket]);
   pack_lit(pk, "rows");
@@ -1420,10 +1425,7 @@ static int op_pair(qctx_t *q) {
   pack_str(pk, na);
   pack_lit(pk, "b");
   pack_str(pk, nb);
-  pack_lit(pk, "from");
-  pack_day(pk, none ? PL_AGG_NO_DAY : from);
-  pack_lit(pk, "to");
-  pack_day(pk, none ? PL_AGG_NO_DAY : to);
+  pack_span(pk, none, from, to);
   pack_lit(pk, "period");
   pack_lit(pk, periods[period]);
   pack_lit(pk, "events");
@@ -1470,19 +1472,8 @@ static int op_topics(qctx_t *q) {
       (rc = rank_from_map(q->sc, topics, 0, 1, &r, &n)) || (rc = rank_order(q, r, n, limit, &k)))
     return store_fail(q, rc);
   msgpack_pack_map(pk, 3);
-  pack_lit(pk, "from");
-  pack_day(pk, none ? PL_AGG_NO_DAY : from);
-  pack_lit(pk, "to");
-  pack_day(pk, none ? PL_AGG_NO_DAY : to);
-  pack_lit(pk, "rows");
-  msgpack_pack_array(pk, (uint32_t)k);
-  for (size_t i = 0; i < k; i++) {
-    msgpack_pack_map(pk, 2);
-    pack_lit(pk, "topic");
-    msgpack_pack_str_with_body(pk, r[i].name, r[i].name_n);
-    pack_lit(pk, "events");
-    msgpack_pack_uint64(pk, r[i].value);
-  }
+  pack_span(pk, none, from, to);
+  pack_rows(pk, r, k, "topic", "events");
   return 0;
 }
 
@@ -1573,6 +1564,28 @@ typedef struct kv_row {
   pl_str_t k, v;
 } kv_row_t;
 
+/* "rows" (each packed by fn from its key and value) and "next": the cursor of the last row
+ * when more rows follow, else nil. Cursors are kind + the key in hex. */
+typedef int (*row_packer)(msgpack_packer *pk, msgpack_unpacked *u, pl_str_t k, pl_str_t v);
+static int pack_page(msgpack_packer *pk, msgpack_unpacked *u, const kv_row_t *rows, size_t n,
+                     int more, char kind, row_packer fn) {
+  int rc;
+  pack_lit(pk, "rows");
+  msgpack_pack_array(pk, (uint32_t)n);
+  for (size_t i = 0; i < n; i++)
+    if ((rc = fn(pk, u, rows[i].k, rows[i].v))) return rc;
+  pack_lit(pk, "next");
+  if (more) {
+    char text[2 + 2 * 16]; /* keys of events (16 bytes) and rejects (8) */
+    assert(rows[n - 1].k.n <= 16);
+    cursor_text(text, kind, (const unsigned char *)rows[n - 1].k.p, rows[n - 1].k.n);
+    pack_lit(pk, text);
+  } else {
+    msgpack_pack_nil(pk);
+  }
+  return 0;
+}
+
 static int op_events(qctx_t *q) {
   msgpack_packer *pk = &q->pk;
   pl_cursor_t *c = NULL;
@@ -1609,18 +1622,7 @@ static int op_events(qctx_t *q) {
     more = rc == 0;
   }
   msgpack_pack_map(pk, 3);
-  pack_lit(pk, "rows");
-  msgpack_pack_array(pk, (uint32_t)n);
-  for (size_t i = 0; i < n; i++)
-    if ((rc = pack_event(pk, &u, rows[i].k, rows[i].v))) goto fail;
-  pack_lit(pk, "next");
-  if (more) {
-    char text[34];
-    cursor_text(text, 'e', (const unsigned char *)rows[n - 1].k.p, 16);
-    pack_lit(pk, text);
-  } else {
-    msgpack_pack_nil(pk);
-  }
+  if ((rc = pack_page(pk, &u, rows, n, more, 'e', pack_event))) goto fail;
   /* Retention deletes raw events (not aggregates) before this date; nil keeps all. */
   pack_lit(pk, "retained_from");
   if (q->st.retained_from) {
@@ -1712,18 +1714,7 @@ static int op_rejects(qctx_t *q) {
     more = rc == 0;
   }
   msgpack_pack_map(pk, 2);
-  pack_lit(pk, "rows");
-  msgpack_pack_array(pk, (uint32_t)n);
-  for (size_t i = 0; i < n; i++)
-    if ((rc = pack_reject(pk, &u, rows[i].k, rows[i].v))) goto fail;
-  pack_lit(pk, "next");
-  if (more) {
-    char text[18];
-    cursor_text(text, 'r', (const unsigned char *)rows[n - 1].k.p, 8);
-    pack_lit(pk, text);
-  } else {
-    msgpack_pack_nil(pk);
-  }
+  if ((rc = pack_page(pk, &u, rows, n, more, 'r', pack_reject))) goto fail;
   rc = 0;
   goto done;
 fail:
