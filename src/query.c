@@ -3,6 +3,7 @@
  * days) and, where the aggregates cannot answer, from a scan of the events in range. */
 #include "parley/query.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
