@@ -312,6 +312,16 @@ int pl_agg_view(pl_agg_view_t *v, const void *blob, size_t len) {
   return p == end ? 0 : PL_ECORRUPT;
 }
 
+int pl_agg_peek(const void *blob, size_t len, uint64_t *events, uint64_t *participants) {
+  const unsigned char *p = blob, *end = p + len;
+  uint64_t active, first, span_days;
+  if (len < 1 || *p++ != AGG_VERSION || get_varint(&p, end, events) ||
+      get_varint(&p, end, &active) || get_varint(&p, end, &first) ||
+      (first && get_varint(&p, end, &span_days)) || get_varint(&p, end, participants))
+    return PL_ECORRUPT;
+  return 0;
+}
+
 void pl_agg_iter_init(pl_agg_iter_t *it, const pl_agg_view_t *v, int sect) {
   it->p = v->sect[sect];
   it->end = v->sect[sect] + v->len[sect];
@@ -369,10 +379,12 @@ static uint32_t hash_id(uint32_t id) {
   return id;
 }
 
+/* Rehashes into a table twice the size (or the first one), leaving direct indexing. */
 static int grow(pl_idmap_t *m) {
-  uint32_t cap = m->cap ? m->cap * 2 : 64;
-  pl_agg_entry_t *slots = calloc(cap, sizeof(*slots));
-  if (!slots) return PL_ENOMEM;
+  uint32_t cap = 64;
+  pl_agg_entry_t *slots;
+  while (cap < m->n * 2 + 2 || (!m->dense && cap <= m->cap)) cap *= 2;
+  if (!(slots = calloc(cap, sizeof(*slots)))) return PL_ENOMEM;
   for (uint32_t i = 0; i < m->cap; i++) {
     if (!m->slots[i].id) continue;
     uint32_t j = hash_id(m->slots[i].id) & (cap - 1);
@@ -381,12 +393,36 @@ static int grow(pl_idmap_t *m) {
   }
   free(m->slots);
   m->slots = slots;
-  m->cap = cap;
+  m->cap = m->alloc = cap;
+  m->dense = 0;
+  return 0;
+}
+
+int pl_idmap_dense(pl_idmap_t *m, uint32_t limit) {
+  if (limit == 0 || limit > PL_IDMAP_DENSE_MAX) {
+    if (m->dense) { /* back to an empty hash table */
+      free(m->slots);
+      pl_idmap_init(m);
+    }
+    pl_idmap_clear(m);
+    return 0;
+  }
+  if (limit > m->alloc) {
+    pl_agg_entry_t *slots = realloc(m->slots, (size_t)limit * sizeof(*slots));
+    if (!slots) return PL_ENOMEM;
+    m->slots = slots;
+    m->alloc = limit;
+  }
+  memset(m->slots, 0, (size_t)limit * sizeof(*m->slots));
+  m->cap = limit;
+  m->n = 0;
+  m->dense = 1;
   return 0;
 }
 
 pl_agg_entry_t *pl_idmap_get(const pl_idmap_t *m, uint32_t id) {
   if (!m->cap) return NULL;
+  if (m->dense) return id < m->cap && m->slots[id].id ? &m->slots[id] : NULL;
   for (uint32_t j = hash_id(id) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
     if (m->slots[j].id == id) return &m->slots[j];
     if (!m->slots[j].id) return NULL;
@@ -396,9 +432,14 @@ pl_agg_entry_t *pl_idmap_get(const pl_idmap_t *m, uint32_t id) {
 pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64_t participants) {
   uint32_t j;
   assert(id != 0); /* 0 marks an empty slot; dictionary ids start at 1 */
-  if ((m->n + 1) * 4 > m->cap * 3 && grow(m)) return NULL;
-  for (j = hash_id(id) & (m->cap - 1); m->slots[j].id && m->slots[j].id != id;
-       j = (j + 1) & (m->cap - 1)) {
+  if (m->dense && id < m->cap) {
+    j = id;
+  } else {
+    /* an id past a dense table's end turns it into a hash table */
+    if ((m->dense || (m->n + 1) * 4 > m->cap * 3) && grow(m)) return NULL;
+    for (j = hash_id(id) & (m->cap - 1); m->slots[j].id && m->slots[j].id != id;
+         j = (j + 1) & (m->cap - 1)) {
+    }
   }
   if (!m->slots[j].id) {
     m->slots[j].id = id;

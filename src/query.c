@@ -52,6 +52,7 @@ typedef struct scratch {
   void *buf[3]; /* 0: rank rows; 1: result rows; 2: sorting */
   size_t cap[3];
   msgpack_sbuffer out; /* the result, before it is framed into the reply */
+  uint32_t dense_limit; /* every id of this request's snapshot is below it */
 } scratch_t;
 
 static pthread_key_t scratch_key;
@@ -117,8 +118,9 @@ static void *scratch_buf(scratch_t *sc, int i, size_t n) {
   return sc->buf[i];
 }
 
+/* An empty id map; an array indexed by id when the dictionary is small enough. */
 static pl_idmap_t *scratch_map(scratch_t *sc, int i) {
-  pl_idmap_clear(&sc->map[i]);
+  if (pl_idmap_dense(&sc->map[i], sc->dense_limit) != 0) pl_idmap_dense(&sc->map[i], 0);
   return &sc->map[i];
 }
 
@@ -595,6 +597,10 @@ static int rank_less(const rank_t *a, const rank_t *b, int by_id) {
  * comparisons on the thousand-entry maps a busy institution has. */
 static void rank_sort(rank_t *r, rank_t *tmp, size_t n, int by_id) {
   rank_t *src = r, *dst = tmp;
+  size_t sorted = 1;
+  /* Rows taken from an array-backed id map come in id order already. */
+  while (sorted < n && !rank_less(&r[sorted], &r[sorted - 1], by_id)) sorted++;
+  if (sorted >= n) return;
   for (size_t lo = 0; lo < n; lo += 16) {
     size_t hi = lo + 16 < n ? lo + 16 : n;
     for (size_t i = lo + 1; i < hi; i++) {
@@ -1061,11 +1067,25 @@ static int top_from_aggs(pl_rtxn_t *t, uint32_t from, uint32_t to, int by, int s
         goto done;
       }
       if (pl_be32_get(kp) != p[i].key) break;
+      inst = pl_be32_get(kp + 4);
+      if (sect < 0 && by != BY_COUNTERPARTS) {
+        /* The common case needs only the totals at the head of the row. */
+        uint64_t ev, parts;
+        if (pl_agg_peek(v.p, v.n, &ev, &parts)) {
+          rc = PL_ECORRUPT;
+          goto done;
+        }
+        value = by == BY_EVENTS ? ev : parts;
+        if (value && !pl_idmap_add(vals, inst, 0, value)) {
+          rc = PL_ENOMEM;
+          goto done;
+        }
+        continue;
+      }
       if (pl_agg_view(&av, v.p, v.n)) {
         rc = PL_ECORRUPT;
         goto done;
       }
-      inst = pl_be32_get(kp + 4);
       if (by == BY_COUNTERPARTS) {
         pl_agg_iter_t it;
         pl_agg_iter_init(&it, &av, PL_AGG_COUNTERPARTS);
@@ -1779,6 +1799,7 @@ static int run(qctx_t *q) {
   if ((rc = pl_store_read_begin(q->s, &q->t)))
     return fail(q, PL_QERR_UNAVAILABLE, "the store cannot be read now: %s", pl_strerror(rc));
   rc = pl_store_state(q->t, &q->st);
+  q->sc->dense_limit = q->st.next_id; /* ids in this snapshot are below the next one */
   rc = rc ? store_fail(q, rc) : q->op->fn(q);
   pl_store_read_end(q->t);
   q->t = NULL;

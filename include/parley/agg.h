@@ -98,6 +98,9 @@ size_t pl_agg_encode(const pl_agg_t *a, void *out);
 /* Opens a stored aggregate (its header and section bounds; entries are checked as they
  * are read). Returns 0 or PL_ECORRUPT. */
 int pl_agg_view(pl_agg_view_t *v, const void *blob, size_t len);
+/* Reads only a stored aggregate's event and participant totals (cheaper than a view when
+ * nothing else is needed). Returns 0 or PL_ECORRUPT. */
+int pl_agg_peek(const void *blob, size_t len, uint64_t *events, uint64_t *participants);
 /* Iterates a section: pl_agg_iter_next returns 1 with *e, or 0 at the end (or on corrupt
  * bytes, with it->corrupt set). */
 void pl_agg_iter_init(pl_agg_iter_t *it, const pl_agg_view_t *v, int sect);
@@ -108,15 +111,25 @@ int pl_agg_view_find(const pl_agg_view_t *v, int sect, uint32_t id, pl_agg_entry
 
 /* ---- id maps: summing counters by id across many aggregates (queries) ---- */
 
-/* Open-addressing map from a u32 id to a counter. Owns its table. */
+/* A map from a u32 id to a counter: an open-addressing hash table, or, when the caller
+ * knows the ids are all below a small limit (a small dictionary), an array indexed by id,
+ * which is several times faster. Owns its table. Walk it over slots[0..cap), skipping
+ * entries whose id is 0. */
+#define PL_IDMAP_DENSE_MAX 65536u
 typedef struct pl_idmap {
   pl_agg_entry_t *slots; /* id 0 marks an empty slot: dictionary ids start at 1 */
   uint32_t cap, n;
+  uint32_t alloc; /* slots allocated (>= cap) */
+  int dense;      /* slots[id] holds id */
 } pl_idmap_t;
 
 void pl_idmap_init(pl_idmap_t *m);
 void pl_idmap_free(pl_idmap_t *m);
 void pl_idmap_clear(pl_idmap_t *m);
+/* Empties m and, when limit <= PL_IDMAP_DENSE_MAX, makes it an array for ids below limit
+ * (an id at or past it still works: the map turns into a hash table). Returns 0 or
+ * PL_ENOMEM. */
+int pl_idmap_dense(pl_idmap_t *m, uint32_t limit);
 /* Adds to the counter of id (id != 0). Returns the entry, or NULL when out of memory. */
 pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64_t participants);
 pl_agg_entry_t *pl_idmap_get(const pl_idmap_t *m, uint32_t id);

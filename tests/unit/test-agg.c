@@ -141,6 +141,59 @@ static void test_idmap(void **state) {
   pl_idmap_free(&m);
 }
 
+static void test_idmap_dense(void **state) {
+  pl_idmap_t m;
+  uint32_t n;
+  pl_agg_entry_t *rows;
+  (void)state;
+  pl_idmap_init(&m);
+  assert_int_equal(pl_idmap_dense(&m, 100), 0);
+  assert_true(m.dense);
+  for (uint32_t i = 1; i < 100; i += 3) pl_idmap_add(&m, i, 1, i);
+  pl_idmap_add(&m, 4, 2, 0);
+  assert_int_equal(pl_idmap_get(&m, 4)->events, 3);
+  assert_null(pl_idmap_get(&m, 5));
+  assert_int_equal(m.n, 33);
+  /* an id past the array turns the map into a hash table, keeping what it held */
+  pl_idmap_add(&m, 5000, 7, 0);
+  assert_false(m.dense);
+  assert_int_equal(m.n, 34);
+  assert_int_equal(pl_idmap_get(&m, 4)->events, 3);
+  assert_int_equal(pl_idmap_get(&m, 5000)->events, 7);
+  rows = pl_idmap_sorted(&m, &n);
+  assert_int_equal(n, 34);
+  assert_int_equal(rows[0].id, 5000);
+  free(rows);
+  /* back to an array, empty; and a limit too large for an array gives a hash table */
+  assert_int_equal(pl_idmap_dense(&m, 50), 0);
+  assert_true(m.dense);
+  assert_int_equal(m.n, 0);
+  assert_null(pl_idmap_get(&m, 4));
+  assert_int_equal(pl_idmap_dense(&m, PL_IDMAP_DENSE_MAX + 1), 0);
+  assert_false(m.dense);
+  pl_idmap_add(&m, 123456, 1, 1);
+  assert_int_equal(pl_idmap_get(&m, 123456)->events, 1);
+  pl_idmap_free(&m);
+}
+
+static void test_peek(void **state) {
+  pl_agg_t a;
+  unsigned char buf[256];
+  uint64_t ev = 0, parts = 0;
+  size_t len;
+  (void)state;
+  pl_agg_init(&a);
+  pl_agg_count(&a, 10, 7);
+  pl_agg_count(&a, 12, 5);
+  pl_agg_add(&a, PL_AGG_KINDS, 3, 2, 12);
+  len = pl_agg_encode(&a, buf);
+  assert_int_equal(pl_agg_peek(buf, len, &ev, &parts), 0);
+  assert_int_equal(ev, 2);
+  assert_int_equal(parts, 12);
+  assert_int_equal(pl_agg_peek(buf, 2, &ev, &parts), PL_ECORRUPT);
+  pl_agg_free(&a);
+}
+
 static void test_cover(void **state) {
   pl_agg_piece_t p[64];
   size_t n;
@@ -184,7 +237,8 @@ static void test_streaks(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encode_view_roundtrip), cmocka_unit_test(test_merged_equals_normalized_sum),
-      cmocka_unit_test(test_idmap),                 cmocka_unit_test(test_cover),
+      cmocka_unit_test(test_idmap),                 cmocka_unit_test(test_idmap_dense),
+      cmocka_unit_test(test_peek),                  cmocka_unit_test(test_cover),
       cmocka_unit_test(test_streaks),
   };
   return cmocka_run_group_tests_name("agg", tests, NULL, NULL);
