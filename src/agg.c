@@ -33,6 +33,7 @@ static int get_varint(const unsigned char **p, const unsigned char *end, uint64_
   uint64_t x = 0;
   for (int shift = 0; shift < 64 && *p < end; shift += 7) {
     unsigned char b = *(*p)++;
+    if (shift == 63 && b > 1) return -1; /* more than 64 bits */
     x |= (uint64_t)(b & 0x7f) << shift;
     if (!(b & 0x80)) {
       *v = x;
@@ -262,6 +263,7 @@ size_t pl_agg_encode_merged(const pl_agg_t *d, const pl_agg_view_t *o, int day_l
       prev = e.id;
       count[s]++;
     }
+    if (b.it.corrupt) return 0; /* never write a shortened copy of a corrupt row */
     bytes[s] = (uint64_t)(p - start);
   }
   *h++ = AGG_VERSION;
@@ -296,11 +298,15 @@ int pl_agg_view(pl_agg_view_t *v, const void *blob, size_t len) {
     return PL_ECORRUPT;
   v->events = (uint32_t)events;
   v->active_days = (uint32_t)active;
+  if (first && (uint64_t)(first - 1) + span_days >= PL_AGG_NO_DAY) return PL_ECORRUPT;
   v->first_day = first ? (uint32_t)(first - 1) : PL_AGG_NO_DAY;
   v->last_day = first ? v->first_day + (uint32_t)span_days : PL_AGG_NO_DAY;
   v->participants = participants;
   for (int s = 0; s < PL_AGG_NSECT; s++) {
-    if (get_varint(&p, end, &n) || get_varint(&p, end, &bytes) || n > UINT32_MAX) return PL_ECORRUPT;
+    /* an entry takes at least 3 bytes: a larger count is corrupt, not a huge section */
+    if (get_varint(&p, end, &n) || get_varint(&p, end, &bytes) || bytes > UINT32_MAX ||
+        n > bytes / 3)
+      return PL_ECORRUPT;
     v->n[s] = (uint32_t)n;
     v->len[s] = (uint32_t)bytes;
   }
@@ -332,7 +338,10 @@ void pl_agg_iter_init(pl_agg_iter_t *it, const pl_agg_view_t *v, int sect) {
 
 int pl_agg_iter_next(pl_agg_iter_t *it, pl_agg_entry_t *e) {
   uint64_t delta, events, participants;
-  if (it->left == 0) return 0;
+  if (it->left == 0) {
+    if (it->p != it->end) it->corrupt = 1; /* bytes left over after the stated count */
+    return 0;
+  }
   if (get_varint(&it->p, it->end, &delta) || get_varint(&it->p, it->end, &events) ||
       get_varint(&it->p, it->end, &participants) || events > UINT32_MAX ||
       delta == 0 || delta > UINT32_MAX - it->id) { /* ids are unique, ascending, from 1 */

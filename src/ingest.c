@@ -373,6 +373,7 @@ static void on_idle(pl_conn_t *base, uint64_t now) {
 static const pl_conn_ops_t conn_ops = {on_alloc, on_read, on_written, on_idle, on_close, on_free};
 
 static void on_connection(uv_stream_t *server, int status) {
+  pl_fwd_reader_t *reader;
   pl_ingest_t *in = server->data;
   pl_fwd_limits_t lim;
   conn_t *c;
@@ -401,8 +402,9 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   c->in = in;
+  reader = c->reader; /* c may be freed by the time pl_conn_accept fails */
   if (pl_conn_accept(&in->conns, &in->listener, &c->base) != 0) {
-    pl_fwd_reader_free(c->reader); /* c itself is freed by the base */
+    pl_fwd_reader_free(reader); /* c itself is freed by the base */
     return;
   }
   msgpack_sbuffer_init(&c->sb);

@@ -120,7 +120,10 @@ static void *scratch_buf(scratch_t *sc, int i, size_t n) {
 
 /* An empty id map; an array indexed by id when the dictionary is small enough. */
 static pl_idmap_t *scratch_map(scratch_t *sc, int i) {
-  if (pl_idmap_dense(&sc->map[i], sc->dense_limit) != 0) pl_idmap_dense(&sc->map[i], 0);
+  /* An array costs its whole size to clear on every request: worth it only while it is as
+   * small as the maps the scratch keeps anyway. */
+  uint32_t limit = sc->dense_limit <= KEEP_MAP_SLOTS ? sc->dense_limit : 0;
+  if (pl_idmap_dense(&sc->map[i], limit) != 0) pl_idmap_dense(&sc->map[i], 0);
   return &sc->map[i];
 }
 

@@ -297,6 +297,15 @@ static int month_set_has(const month_set_t *m, uint32_t month) {
   return 0;
 }
 
+static int month_set_reserve(month_set_t *m, uint32_t n) {
+  uint32_t *v;
+  if (n <= m->cap) return 0;
+  if (!(v = realloc(m->v, (size_t)n * sizeof(*v)))) return PL_ENOMEM;
+  m->v = v;
+  m->cap = n;
+  return 0;
+}
+
 static int month_set_add(month_set_t *m, uint32_t month) {
   if (month_set_has(m, month)) return 0;
   if (m->n == m->cap) {
@@ -785,6 +794,7 @@ static int write_agg(wctx_t *w, pl_table_t tab, const unsigned char *key, size_t
     /* The merged value is built apart from the old one: putting may move the page the
      * old value lives on. */
     n = pl_agg_encode_merged(delta, &old, day_level, s->scratch);
+    if (n == 0) return PL_ECORRUPT; /* the old row does not decode: never write a part of it */
   }
   v.mv_data = s->scratch;
   v.mv_size = n;
@@ -849,13 +859,19 @@ static int mark_months(wctx_t *w, const agg_map_t *map) {
     if ((rc = mdb_put(w->txn, s->dbi[PL_TAB_STALE], &k, &v, 0))) return map_err(rc);
     if (month_set_add(&s->marking, m)) return PL_ENOMEM;
   }
-  return 0;
+  /* Room to record the marks once committed, so that step cannot fail. */
+  return month_set_reserve(&s->stale, s->stale.n + s->marking.n);
 }
 
 /* After a commit: its month deltas join the pending ones (kept normalised, so they stay as
  * small as the month rows they will be folded into). */
 static int keep_pending(pl_store_t *s) {
   agg_map_t *from[3] = {&s->months, &s->all_months, &s->pair_months};
+  /* The marks first: whatever happens to the deltas below, a marked month is known to be
+   * stale (and recomputed from its days when its deltas were lost). */
+  for (uint32_t i = 0; i < s->marking.n; i++)
+    if (!month_set_has(&s->stale, s->marking.v[i])) s->stale.v[s->stale.n++] = s->marking.v[i];
+  s->marking.n = 0;
   for (int f = 0; f < 3; f++) {
     agg_map_t *src = from[f], *dst = f == 2 ? &s->pend_pairs : &s->pend_months;
     for (uint32_t i = 0; i < src->keys.n; i++) {
@@ -864,9 +880,6 @@ static int keep_pending(pl_store_t *s) {
       if (!d || pl_agg_merge_normalized(d, &src->aggs[i], 0)) return PL_ENOMEM;
     }
   }
-  for (uint32_t i = 0; i < s->marking.n; i++)
-    if (month_set_add(&s->stale, s->marking.v[i])) return PL_ENOMEM;
-  s->marking.n = 0;
   return 0;
 }
 
@@ -1438,12 +1451,20 @@ static int rebuild_from(pl_store_t *s, uint32_t rf, uint64_t *events) {
 int pl_store_rebuild(pl_store_t *s, uint64_t *events) {
   int rc;
   *events = 0;
-  /* Months before the retention boundary keep their rollups: bring any stale ones up to
-   * date from their day rows first. */
-  if ((rc = pl_store_refresh(s))) return rc;
+  /* With retention, months before the boundary keep their rollups: bring any stale ones up
+   * to date from their day rows first. Without it every month is recomputed from the
+   * events below, so a stale month (even one with a corrupt day row) needs nothing. */
+  if (s->state.retained_from && (rc = pl_store_refresh(s))) return rc;
   s->defer = 0;
   rc = rebuild_from(s, s->state.retained_from, events);
   s->defer = 1;
+  if (rc == 0 && s->stale.n) {
+    if ((rc = clear_from(s, PL_TAB_STALE, NULL, 0))) return rc;
+    agg_map_clear(&s->pend_months);
+    agg_map_clear(&s->pend_pairs);
+    s->stale.n = s->unknown.n = 0;
+    s->pending_lost = 0;
+  }
   return rc;
 }
 
@@ -1458,7 +1479,9 @@ int pl_store_maintain(pl_store_t *s, size_t max, int *more) {
   size_t n = 0;
   int rc;
   *more = 0;
-  if ((rc = pl_store_refresh(s))) return rc;
+  /* Folding is a transaction with its own fsync: at light load, do it on the interval
+   * rather than after every commit (answers are exact either way). */
+  if (pl_store_refresh_due(s, mono_ms()) && (rc = pl_store_refresh(s))) return rc;
   {
     /* A tool (mdb_copy, a backup script) killed inside a read transaction while we run
      * would keep pages from being reused until the next open: clear its slot now. */

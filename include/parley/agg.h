@@ -88,7 +88,7 @@ int pl_agg_merge_normalized(pl_agg_t *dst, const pl_agg_t *src, int skip_cps);
 /* The stored form of delta + old (old may be NULL; delta normalised), merging the sorted
  * sections in one pass, into out, which must hold pl_agg_encode_bound(delta, old) bytes.
  * With day_level the result counts one active day (a day aggregate); otherwise active days
- * are summed. Returns the length written. */
+ * are summed. Returns the length written, or 0 when old's entries do not decode. */
 size_t pl_agg_encode_bound(const pl_agg_t *delta, const pl_agg_view_t *old);
 size_t pl_agg_encode_merged(const pl_agg_t *delta, const pl_agg_view_t *old, int day_level,
                             void *out);

@@ -141,6 +141,53 @@ static void test_idmap(void **state) {
   pl_idmap_free(&m);
 }
 
+/* Corrupt rows are refused, never trusted nor rewritten shorter. */
+static void test_corrupt_rows(void **state) {
+  pl_agg_t a, d;
+  pl_agg_view_t v;
+  pl_agg_iter_t it;
+  pl_agg_entry_t e;
+  unsigned char buf[256], bad[256], out[512];
+  size_t len;
+  (void)state;
+  pl_agg_init(&a);
+  pl_agg_init(&d);
+  pl_agg_count(&a, 10, 1);
+  for (uint32_t id = 1; id <= 5; id++) pl_agg_add(&a, PL_AGG_TOPICS, id, 1, 0);
+  len = pl_agg_encode(&a, buf);
+  assert_int_equal(pl_agg_view(&v, buf, len), 0);
+  /* an entry count larger than its bytes could hold */
+  {
+    unsigned char big[] = {2, 1, 1, 11, 0, 0,          /* header */
+                           0, 0, 0, 0, 100, 3, 0, 0, 0, 0, 0, 0, /* topics: 100 entries in 3 bytes */
+                           1, 1, 0};
+    assert_int_equal(pl_agg_view(&v, big, sizeof(big)), PL_ECORRUPT);
+  }
+  /* a varint of more than 64 bits */
+  {
+    unsigned char wide[] = {2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+    uint64_t ev, parts;
+    assert_int_equal(pl_agg_peek(wide, sizeof(wide), &ev, &parts), PL_ECORRUPT);
+  }
+  /* a section whose bytes outlast its count, or end inside an entry */
+  memcpy(bad, buf, len);
+  assert_int_equal(pl_agg_view(&v, bad, len), 0);
+  v.n[PL_AGG_TOPICS] = 3;
+  pl_agg_iter_init(&it, &v, PL_AGG_TOPICS);
+  while (pl_agg_iter_next(&it, &e) == 1) {
+  }
+  assert_true(it.corrupt);
+  /* merging into a row whose entries do not decode writes nothing */
+  assert_int_equal(pl_agg_view(&v, bad, len), 0);
+  ((unsigned char *)v.sect[PL_AGG_TOPICS])[3] = 0; /* the second id's delta becomes 0 */
+  pl_agg_count(&d, 11, 0);
+  pl_agg_add(&d, PL_AGG_TOPICS, 9, 1, 0);
+  assert_true(pl_agg_encode_bound(&d, &v) <= sizeof(out));
+  assert_int_equal(pl_agg_encode_merged(&d, &v, 1, out), 0);
+  pl_agg_free(&a);
+  pl_agg_free(&d);
+}
+
 static void test_idmap_dense(void **state) {
   pl_idmap_t m;
   uint32_t n;
@@ -238,7 +285,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encode_view_roundtrip), cmocka_unit_test(test_merged_equals_normalized_sum),
       cmocka_unit_test(test_idmap),                 cmocka_unit_test(test_idmap_dense),
-      cmocka_unit_test(test_peek),                  cmocka_unit_test(test_cover),
+      cmocka_unit_test(test_peek),                  cmocka_unit_test(test_corrupt_rows),
+      cmocka_unit_test(test_cover),
       cmocka_unit_test(test_streaks),
   };
   return cmocka_run_group_tests_name("agg", tests, NULL, NULL);

@@ -1502,6 +1502,33 @@ static void gen_pack(msgpack_packer *pk, const grec_t *r) {
     msgpack_pack_str_with_body(pk, g_name[r->cps[c]], strlen(g_name[r->cps[c]]));
 }
 
+/* What happens between commits in the model tests. Month rollups are folded in the
+ * background, so answers must not depend on when: FOLD_AT_END folds once the records are
+ * in (so queries read current month rows), FOLD_RANDOM folds or closes and reopens the store
+ * (as after a crash: nothing folded, marks kept) at random between commits. */
+enum { FOLD_NEVER, FOLD_RANDOM, FOLD_AT_END };
+static int g_fold_mode = FOLD_AT_END;
+static int g_no_reopen; /* while other threads query the store */
+static uint64_t g_hrng = 0x1234567;
+
+static void fx_reopen(fx_t *f) {
+  pl_store_opts_t o = {NULL, 4 * MiB, 1024 * MiB, 0, 0, 600000, 0, 0};
+  char err[256];
+  o.dir = f->dir;
+  pl_store_close(f->s);
+  if (pl_store_open(&f->s, &o, err, sizeof(err))) fail_msg("reopen: %s", err);
+}
+
+static void between_commits(fx_t *f) {
+  uint64_t x;
+  if (g_fold_mode != FOLD_RANDOM) return;
+  x = tu_rand(&g_hrng) % 100;
+  if (x < 30)
+    assert_int_equal(pl_store_refresh(f->s), 0);
+  else if (x < 38 && !g_no_reopen)
+    fx_reopen(f);
+}
+
 /* Commits records [from, to) in batches of 1..150, one to three batches per transaction,
  * and checks the store's duplicate counts against the model's. */
 static void gen_commit(fx_t *f, gen_t *g, size_t from, size_t to) {
@@ -1530,7 +1557,9 @@ static void gen_commit(fx_t *f, gen_t *g, size_t from, size_t to) {
       pl_batch_free(bs[b]);
     }
     assert_int_equal(dups, want);
+    between_commits(f);
   }
+  if (g_fold_mode == FOLD_AT_END) assert_int_equal(pl_store_refresh(f->s), 0);
 }
 
 static void gen_load(fx_t *f, gen_t *g, uint64_t seed, size_t n) {
@@ -2181,11 +2210,13 @@ static void test_concurrent_queries(void **state) {
     c[i].replies = c[i].failures = 0;
     assert_int_equal(pthread_create(&th[i], NULL, conc_main, &c[i]), 0);
   }
+  g_no_reopen = 1;
   for (int k = 0; k < 20; k++) {
     size_t n0 = g.n;
     gen_more(&g, 50);
     gen_commit(f, &g, n0, g.n);
   }
+  g_no_reopen = 0;
   for (int i = 0; i < 4; i++) {
     assert_int_equal(pthread_join(th[i], NULL), 0);
     assert_int_equal(c[i].replies, 400);
@@ -2253,6 +2284,101 @@ static void test_rebuild_equals_incremental(void **state) {
   free(g.r);
 }
 
+/* Commits in chunks, folds or reopens at random between commits, and after each chunk
+ * checks random requests of every op against the model of what is committed so far; the
+ * folded, the stale and the recomputed months must all answer the same. */
+static void test_interleaved(void **state) {
+  fx_t *f = *state;
+  gen_t g;
+  char a[11], b[11], asof[11];
+  size_t total = 4000, done = 0;
+  int saved_mode = g_fold_mode;
+  g_fold_mode = FOLD_RANDOM;
+  gen_init(&g, 0x5eed00aa ^ g_hrng, total);
+  gen_more(&g, total);
+  while (done < total) {
+    size_t step = 1 + rnd(&g) % 400;
+    if (done + step > total) step = total - done;
+    size_t saved = g.n;
+    g.n = done + step;
+    gen_commit(f, &g, done, done + step);
+    done += step;
+    for (int q = 0; q < 25; q++) {
+      int op = (int)(rnd(&g) % 5);
+      if (op == 0) {
+        int inst = (int)(rnd(&g) % G_NAMES);
+        uint32_t window = r_window(&g), to = r_day(&g);
+        uint32_t from = to >= window - 1 ? to - (window - 1) : 0;
+        pl_date_format(to, asof);
+        json_t *r = Q(f, "{'op':'activity','institution':'%s','window':'%u','as_of':'%s'}", g_name[inst], window, asof);
+        if (!g_known(&g, inst)) { expect_err(r, "not_found", NULL); continue; }
+        expect_json(ok(r), m_activity(&g, inst, from, to, window));
+      } else if (op == 1) {
+        uint32_t window = r_window(&g), to = r_day(&g), from = to >= window - 1 ? to - (window - 1) : 0;
+        int by = (int)(rnd(&g) % 3), kind = rnd(&g) % 3 ? -1 : (int)(rnd(&g) % 5);
+        int topic = rnd(&g) % 3 ? -1 : (int)(rnd(&g) % G_TOPICS);
+        int format = rnd(&g) % 3 ? -1 : (int)(rnd(&g) % 3);
+        size_t limit = rnd(&g) % 4 ? 1 + rnd(&g) % 12 : 1000;
+        char args[256] = "";
+        pl_date_format(to, asof);
+        if (kind >= 0) snprintf(args + strlen(args), 64, ",'kind':'%s'", g_kinds[kind]);
+        if (topic >= 0) snprintf(args + strlen(args), 64, ",'topic':'%s'", g_topics[topic]);
+        if (format >= 0) snprintf(args + strlen(args), 64, ",'format':'%s'", g_formats[format]);
+        expect_json(ok(Q(f, "{'op':'top','window':%u,'as_of':'%s','by':'%s','limit':%zu%s}", window,
+                         asof, g_bys[by], limit, args)),
+                    m_top(&g, from, to, by, kind, topic, format, limit));
+      } else if (op == 2) {
+        pl_bucket_t bucket = (pl_bucket_t)(rnd(&g) % 4);
+        static const uint32_t span[] = {200, 700, 1300, 1300};
+        uint32_t from = r_day(&g), to = from + (uint32_t)(rnd(&g) % span[bucket]);
+        int inst = rnd(&g) % 2 ? -1 : (int)(rnd(&g) % G_REP);
+        int kind = rnd(&g) % 3 ? -1 : (int)(rnd(&g) % 5);
+        int topic = rnd(&g) % 3 ? -1 : (int)(rnd(&g) % G_TOPICS);
+        char args[256] = "";
+        pl_date_format(from, a);
+        pl_date_format(to, b);
+        if (inst >= 0) snprintf(args + strlen(args), 64, ",'institution':'%.31s'", g_name[inst]);
+        if (kind >= 0) snprintf(args + strlen(args), 64, ",'kind':'%s'", g_kinds[kind]);
+        if (topic >= 0) snprintf(args + strlen(args), 64, ",'topic':'%s'", g_topics[topic]);
+        json_t *r = Q(f, "{'op':'series','from':'%s','to':'%s','bucket':'%s'%s}", a, b, g_buckets[bucket], args);
+        if (inst >= 0 && !g_known(&g, inst)) { expect_err(r, "not_found", NULL); continue; }
+        expect_json(ok(r), m_series(&g, inst, from, to, bucket, kind, topic));
+      } else if (op == 3) {
+        int x = (int)(rnd(&g) % 8), y = (int)(rnd(&g) % G_NAMES);
+        int month = (int)(rnd(&g) % 2);
+        uint32_t from = r_day(&g), to = from + (uint32_t)(rnd(&g) % 1200);
+        if (x == y) continue;
+        pl_date_format(from, a);
+        pl_date_format(to, b);
+        json_t *r = Q(f, "{'op':'pair','a':'%s','b':'%s','from':'%s','to':'%s','period':'%s'}", g_name[x],
+              g_name[y], a, b, month ? "month" : "year");
+        if (!g_known(&g, x) || !g_known(&g, y)) { expect_err(r, "not_found", NULL); continue; }
+        expect_json(ok(r), m_pair(&g, x, y, from, to, month));
+      } else {
+        uint32_t window = r_window(&g), to = r_day(&g), from = to >= window - 1 ? to - (window - 1) : 0;
+        size_t limit = 1 + rnd(&g) % 14;
+        pl_date_format(to, asof);
+        expect_json(ok(Q(f, "{'op':'topics','window':%u,'as_of':'%s','limit':%zu}", window, asof, limit)),
+                    m_topics(&g, from, to, limit));
+      }
+    }
+    g.n = saved;
+  }
+  /* rebuild equals incremental at the end */
+  {
+    msgpack_sbuffer s1, s2; uint64_t events = 0;
+    msgpack_sbuffer_init(&s1); msgpack_sbuffer_init(&s2);
+    snapshot(f, &s1);
+    assert_int_equal(pl_store_rebuild(f->s, &events), 0);
+    snapshot(f, &s2);
+    assert_int_equal(s1.size, s2.size);
+    assert_memory_equal(s1.data, s2.data, s1.size);
+    msgpack_sbuffer_destroy(&s1); msgpack_sbuffer_destroy(&s2);
+  }
+  free(g.r);
+  g_fold_mode = saved_mode;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ping_stats, setup, teardown),
@@ -2284,6 +2410,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_paging_while_writing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_queries, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rebuild_equals_incremental, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_interleaved, setup, teardown),
   };
   return cmocka_run_group_tests_name("query", tests, NULL, NULL);
 }

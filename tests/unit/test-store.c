@@ -560,6 +560,53 @@ static void test_stale_reader_slots_cleared(void **state) {
   assert_int_equal(info.stale_readers, 1);
 }
 
+/* A month left stale (the process stopped before folding) with a corrupt day row: the
+ * rebuild recomputes every row from the events instead of tripping over the bad one. */
+static void test_rebuild_repairs_a_corrupt_day_row(void **state) {
+  fixture_t *f = *state;
+  pl_batch_t *b = pl_batch_new();
+  tu_rec_t r = R("Repair Institute", "2023-03-05");
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  MDB_val k, v;
+  unsigned char key[8], junk[] = {2, 0xff, 0xff};
+  uint64_t events;
+  pl_rtxn_t *t;
+  pl_agg_view_t av;
+  tu_add(b, &r, 0);
+  r.date = "2023-03-06";
+  tu_add(b, &r, 0);
+  assert_int_equal(tu_commit1(f->s, b, 1000), 0);
+  pl_batch_free(b);
+  pl_store_close(f->s); /* no fold: March stays marked stale */
+  f->s = NULL;
+  assert_int_equal(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 32);
+  assert_int_equal(mdb_env_open(env, f->dir, 0, 0644), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, "days", 0, &dbi), 0);
+  pl_key_day_inst(key, D("2023-03-05"), 0);
+  k.mv_data = key;
+  k.mv_size = 8;
+  v.mv_data = junk;
+  v.mv_size = sizeof(junk);
+  assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+  assert_int_equal(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+  f->s = tu_store(f->dir, 4 * MiB, 256 * MiB);
+  assert_non_null(f->s);
+  assert_int_equal(pl_store_rebuild(f->s, &events), 0);
+  assert_int_equal(events, 2);
+  assert_int_equal(pl_store_read_begin(f->s, &t), 0);
+  assert_false(pl_store_month_stale(t, pl_date_month(D("2023-03-05"))));
+  assert_int_equal(pl_store_agg(t, 0, D("2023-03-05"), 0, &av), 0);
+  assert_int_equal(av.events, 1);
+  assert_int_equal(pl_store_agg(t, 1, pl_date_month(D("2023-03-05")), 0, &av), 0);
+  assert_int_equal(av.events, 2);
+  pl_store_read_end(t);
+}
+
 /* Retention deletes raw events of whole months before the boundary, in bounded slices;
  * every aggregate stays, and a rebuild afterwards changes nothing. */
 static void test_retention_keeps_aggregates(void **state) {
@@ -729,6 +776,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_map_grows_then_hits_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rebuild_equals_incremental, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stale_reader_slots_cleared, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rebuild_repairs_a_corrupt_day_row, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retention_keeps_aggregates, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sigkill_mid_stream, setup, teardown),
   };
