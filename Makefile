@@ -43,6 +43,7 @@ TESTLIB_SRC := $(wildcard tests/lib/*.c)
 OBJ = $(BUILD)/obj
 EXTRA_LIB_OBJ :=
 # Generated sources (the dashboard page compiled into the daemon) add to EXTRA_LIB_OBJ.
+.DEFAULT_GOAL := all
 -include web/web.mk
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(OBJ)/%.o)

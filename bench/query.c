@@ -18,8 +18,8 @@
 
 #define MAX_OPS 8
 
-static const char *const known_ops[] = {"activity", "top", "series", "pair", "events"};
-enum { OP_ACTIVITY, OP_TOP, OP_SERIES, OP_PAIR, OP_EVENTS };
+static const char *const known_ops[] = {"activity", "top", "series", "pair", "events", "ping"};
+enum { OP_ACTIVITY, OP_TOP, OP_SERIES, OP_PAIR, OP_EVENTS, OP_PING, N_OPS };
 
 typedef struct req {
   uint64_t off;
@@ -213,6 +213,11 @@ static void build_request(msgpack_packer *pk, int op, size_t i, pb_gen_t *g, pb_
       pack_lit(pk, "b"), pack_inst(pk, g, e.cp[0]);
       break;
     }
+    case OP_PING:
+      msgpack_pack_map(pk, 2);
+      pack_lit(pk, "op"), pack_lit(pk, "ping");
+      pack_lit(pk, "req"), msgpack_pack_uint64(pk, i);
+      break;
     default:
       msgpack_pack_map(pk, 4);
       pack_lit(pk, "op"), pack_lit(pk, "events");
@@ -387,7 +392,8 @@ static const char query_usage[] =
     "Sends N requests (default 10,000) to parleyd's query port (127.0.0.1:24225) over C\n"
     "connections (4), one outstanding request each. OP is activity (window 365, one\n"
     "institution weighted like the data), top (window 30), series (one institution, a year\n"
-    "by day), pair (two institutions that meet) or events (100 from a random date); a comma\n"
+    "by day), pair (two institutions that meet), events (100 from a random date) or ping\n"
+    "(the round trip with no store work, the floor under the others); a comma\n"
     "list alternates them. Dates fall in what the store holds (the stats op tells).\n"
     "--during-ingest runs an acked ingest load (default 2,000,000 packed records, 1000 a\n"
     "message, 4 connections) against that Forward port at the same time.\n";
@@ -435,10 +441,10 @@ int pb_cmd_query(int argc, char **argv) {
     snprintf(list, sizeof(list), "%s", ops);
     for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
       int k = -1;
-      for (int i = 0; i < 5; i++)
+      for (int i = 0; i < N_OPS; i++)
         if (strcmp(tok, known_ops[i]) == 0) k = i;
       if (k < 0)
-        pb_die("query: --op: unknown op \"%s\" (activity, top, series, pair, events)", tok);
+        pb_die("query: --op: unknown op \"%s\" (activity, top, series, pair, events, ping)", tok);
       if (r.nops == MAX_OPS) pb_die("query: --op: at most %d ops", MAX_OPS);
       r.ops[r.nops++] = k;
     }

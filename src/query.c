@@ -465,7 +465,8 @@ static int key_inc(unsigned char *key, size_t n) {
 
 /* ---- walking aggregates over a day range ---- */
 
-typedef int (*visit_fn)(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key);
+/* neg: take v away (walk_t.subtract only). */
+typedef int (*visit_fn)(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key, int neg);
 
 typedef struct walk {
   pl_rtxn_t *t;
@@ -474,6 +475,7 @@ typedef struct walk {
   uint32_t month; /* month of the cached month aggregate, UINT32_MAX when none */
   int month_found;
   uint32_t month_first, month_last;
+  int subtract; /* the visitor takes neg pieces: edge days may be read as month minus days */
 } walk_t;
 
 static void walk_init(walk_t *w, pl_rtxn_t *t, int pair, uint32_t a, uint32_t b) {
@@ -484,6 +486,7 @@ static void walk_init(walk_t *w, pl_rtxn_t *t, int pair, uint32_t a, uint32_t b)
   w->month = UINT32_MAX;
   w->month_found = 0;
   w->month_first = w->month_last = 0;
+  w->subtract = 0;
 }
 
 static int walk_get(walk_t *w, int months, uint32_t period, pl_agg_view_t *v) {
@@ -516,7 +519,7 @@ static ssize_t cover_fresh(pl_rtxn_t *t, uint32_t from, uint32_t to, pl_agg_piec
     for (size_t i = 0; i < n; i++) {
       if (p[i].is_month && pl_store_month_stale(t, p[i].key)) {
         uint32_t d = pl_date_month_first(p[i].key);
-        for (int k = 0; k < pl_date_month_len(p[i].key); k++) q[j++] = (pl_agg_piece_t){0, d + k};
+        for (int k = 0; k < pl_date_month_len(p[i].key); k++) q[j++] = (pl_agg_piece_t){.is_month = 0, .key = d + k};
       } else {
         q[j++] = p[i];
       }
@@ -526,6 +529,39 @@ static ssize_t cover_fresh(pl_rtxn_t *t, uint32_t from, uint32_t to, pl_agg_piec
   }
   *out = p;
   return (ssize_t)total;
+}
+
+/* Rewrites p[0..n) in place: a run of edge days that is most of a fresh month becomes the
+ * month followed by its other days, negated. A month row costs about what a few day rows
+ * do, and a busy institution's day rows are long, so this reads fewer entries; the rewrite
+ * is made only where it shortens the list. Returns the new count. */
+static size_t subtract_edges(pl_rtxn_t *t, pl_agg_piece_t *p, size_t n) {
+  size_t out = 0;
+  for (size_t i = 0, j; i < n; i = j) {
+    uint32_t m = pl_date_month(p[i].key), first, len;
+    j = i + 1;
+    if (p[i].is_month) {
+      p[out++] = p[i];
+      continue;
+    }
+    while (j < n && !p[j].is_month && pl_date_month(p[j].key) == m) j++;
+    first = pl_date_month_first(m);
+    len = (uint32_t)pl_date_month_len(m);
+    /* A whole month of days is a stale month spelled out by cover_fresh. */
+    if (j - i >= len || (j - i) * 2 <= len + 4 || pl_store_month_stale(t, m)) {
+      memmove(&p[out], &p[i], (j - i) * sizeof(*p));
+      out += j - i;
+      continue;
+    }
+    {
+      uint32_t lo = p[i].key, hi = p[j - 1].key; /* the run, inside the month */
+      assert(out + 1 + (len - (j - i)) < j);    /* the rewrite never overtakes the reads */
+      p[out++] = (pl_agg_piece_t){.is_month = 1, .key = m};
+      for (uint32_t d = first; d < first + len; d++)
+        if (d < lo || d > hi) p[out++] = (pl_agg_piece_t){.is_month = 0, .key = d, .neg = 1};
+    }
+  }
+  return out;
 }
 
 /* Visits the aggregates that count [from, to] exactly: whole months from the month table,
@@ -538,7 +574,7 @@ static int walk_range(walk_t *w, uint32_t from, uint32_t to, visit_fn fn, void *
   size_t n;
   int rc = 0;
   if (cnt < 0) return (int)cnt;
-  n = (size_t)cnt;
+  n = w->subtract ? subtract_edges(w->t, p, (size_t)cnt) : (size_t)cnt;
   for (size_t i = 0; i < n && rc == 0; i++) {
     uint32_t key = p[i].key;
     if (!p[i].is_month) {
@@ -562,7 +598,7 @@ static int walk_range(walk_t *w, uint32_t from, uint32_t to, visit_fn fn, void *
     }
     rc = walk_get(w, p[i].is_month, key, &v);
     if (rc == 0)
-      rc = fn(arg, &v, p[i].is_month, key);
+      rc = fn(arg, &v, p[i].is_month, key, p[i].neg);
     else if (rc == PL_ENOTFOUND)
       rc = 0;
   }
@@ -627,6 +663,43 @@ static void rank_sort(rank_t *r, rank_t *tmp, size_t n, int by_id) {
     dst = t;
   }
   if (src != r) memcpy(r, src, n * sizeof(*r));
+}
+
+/* Answer order in two steps: a stable radix sort by value desc, on the bytes where values
+ * differ, then each run of equal values by name. A busy institution's map has thousands of
+ * rows and few ties past the small counts, so most rows never have their names compared. */
+static void rank_sort_answer(rank_t *r, rank_t *tmp, size_t n) {
+  uint64_t any = 0, all = ~(uint64_t)0, vary;
+  rank_t *src = r, *dst = tmp;
+  if (n < 64) {
+    rank_sort(r, tmp, n, 0);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    any |= r[i].value;
+    all &= r[i].value;
+  }
+  vary = any ^ all;
+  for (int shift = 0; shift < 64; shift += 8) {
+    size_t at[256] = {0}, sum = 0;
+    rank_t *t;
+    if (!((vary >> shift) & 0xff)) continue;
+    for (size_t i = 0; i < n; i++) at[255 - ((src[i].value >> shift) & 0xff)]++;
+    for (int d = 0; d < 256; d++) {
+      size_t c = at[d];
+      at[d] = sum;
+      sum += c;
+    }
+    for (size_t i = 0; i < n; i++) dst[at[255 - ((src[i].value >> shift) & 0xff)]++] = src[i];
+    t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != r) memcpy(r, src, n * sizeof(*r));
+  for (size_t i = 0, j; i < n; i = j) {
+    for (j = i + 1; j < n && r[j].value == r[i].value;) j++;
+    if (j - i > 1) rank_sort(r + i, tmp, j - i, 0);
+  }
 }
 
 static void rank_swap(rank_t *a, rank_t *b) {
@@ -728,16 +801,16 @@ static int rank_order(qctx_t *q, rank_t *r, size_t n, size_t limit, size_t *out)
   }
   if (!(tmp = scratch_buf(q->sc, 2, (m ? m : 1) * sizeof(*tmp)))) return PL_ENOMEM;
   if ((rc = rank_names(q->t, r, tmp, m))) return rc;
-  rank_sort(r, tmp, m, 0);
+  rank_sort_answer(r, tmp, m);
   *out = m < limit ? m : limit;
   return 0;
 }
 
 /* Packs {name: count} for every entry of m, by count desc then name. */
-static int pack_counts(qctx_t *q, const pl_idmap_t *m, int parts) {
+static int pack_counts(qctx_t *q, const pl_idmap_t *m, int parts, int skip_zero) {
   rank_t *r;
   size_t n, k;
-  int rc = rank_from_map(q->sc, m, parts, 0, &r, &n);
+  int rc = rank_from_map(q->sc, m, parts, skip_zero, &r, &n);
   if (rc == 0) rc = rank_order(q, r, n, n, &k);
   if (rc == 0) {
     msgpack_pack_map(&q->pk, (uint32_t)k);
@@ -968,22 +1041,26 @@ typedef struct act {
   pl_idmap_t *sect[PL_AGG_COUNTERPARTS + 1];
 } act_t;
 
-static int act_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+static int act_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key, int neg) {
   act_t *a = arg;
   (void)is_month;
   (void)key;
-  a->events += v->events;
-  a->participants += v->participants;
-  a->active_days += v->active_days;
-  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++)
-    if (pl_idmap_add_view(a->sect[s], v, s)) return PL_ENOMEM;
+  /* A neg piece is a day of a month already added: the sums cannot go below zero. */
+  a->events = neg ? a->events - v->events : a->events + v->events;
+  a->participants = neg ? a->participants - v->participants : a->participants + v->participants;
+  a->active_days = neg ? a->active_days - v->active_days : a->active_days + v->active_days;
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) {
+    int rc = neg ? pl_idmap_sub_view(a->sect[s], v, s) : pl_idmap_add_view(a->sect[s], v, s);
+    if (rc) return rc;
+  }
   return 0;
 }
 
-static int events_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+static int events_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key, int neg) {
+  uint64_t *sum = arg;
   (void)is_month;
   (void)key;
-  *(uint64_t *)arg += v->events;
+  *sum = neg ? *sum - v->events : *sum + v->events;
   return 0;
 }
 
@@ -1005,6 +1082,7 @@ static int op_activity(qctx_t *q) {
   if (rc) return rc;
   if (!none) {
     walk_init(&w, q->t, 0, inst, 0);
+    w.subtract = 1;
     rc = walk_range(&w, from, to, act_visit, &a);
     /* The previous window has the requested length, ending the day before from. */
     if (!rc && from > 0) {
@@ -1025,7 +1103,8 @@ static int op_activity(qctx_t *q) {
   msgpack_pack_uint64(pk, a.active_days);
   for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) {
     pack_lit(pk, sect_names[s]);
-    if ((rc = pack_counts(q, a.sect[s], 0))) return store_fail(q, rc);
+    /* Entries a neg piece brought to zero are not in the window. */
+    if ((rc = pack_counts(q, a.sect[s], 0, 1))) return store_fail(q, rc);
   }
   pack_lit(pk, "previous_events");
   msgpack_pack_uint64(pk, prev);
@@ -1251,7 +1330,9 @@ typedef struct series_acc {
   uint32_t fid;
 } series_acc_t;
 
-static int series_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+static int series_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key, int neg) {
+  assert(!neg); /* walks without subtract */
+  (void)neg;
   series_acc_t *a = arg;
   pl_agg_entry_t e;
   (void)is_month;
@@ -1398,7 +1479,9 @@ typedef struct pair_acc {
   uint32_t start; /* first day of the first period */
 } pair_acc_t;
 
-static int pair_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+static int pair_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key, int neg) {
+  assert(!neg); /* walks without subtract */
+  (void)neg;
   pair_acc_t *a = arg;
   a->events += v->events;
   if (v->first_day != PL_AGG_NO_DAY && (a->first == PL_AGG_NO_DAY || v->first_day < a->first))
@@ -1455,7 +1538,7 @@ static int op_pair(qctx_t *q) {
   pack_lit(pk, "events");
   msgpack_pack_uint64(pk, a.events);
   pack_lit(pk, "kinds");
-  if ((rc = pack_counts(q, a.kinds, 0))) return store_fail(q, rc);
+  if ((rc = pack_counts(q, a.kinds, 0, 0))) return store_fail(q, rc);
   pack_lit(pk, "first");
   pack_day(pk, a.first);
   pack_lit(pk, "last");
@@ -1467,13 +1550,15 @@ static int op_pair(qctx_t *q) {
   pack_lit(pk, "longest_streak");
   msgpack_pack_uint32(pk, longest);
   pack_lit(pk, "participants_by_country");
-  if ((rc = pack_counts(q, a.countries, 1))) return store_fail(q, rc);
+  if ((rc = pack_counts(q, a.countries, 1, 0))) return store_fail(q, rc);
   return 0;
 }
 
 /* ---- topics ---- */
 
-static int topics_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key) {
+static int topics_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key, int neg) {
+  assert(!neg); /* walks without subtract */
+  (void)neg;
   (void)is_month;
   (void)key;
   return pl_idmap_add_view(arg, v, PL_AGG_TOPICS);

@@ -135,6 +135,10 @@ pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64
 pl_agg_entry_t *pl_idmap_get(const pl_idmap_t *m, uint32_t id);
 /* Adds every entry of a section of a view. Returns 0 or PL_ENOMEM. */
 int pl_idmap_add_view(pl_idmap_t *m, const pl_agg_view_t *v, int sect);
+/* The same, taking a section away: counters wrap modulo their width, so a map that got
+ * the section's superset first (a month before its days) ends exact, and an entry brought
+ * to zero stays in the map with zero counts. */
+int pl_idmap_sub_view(pl_idmap_t *m, const pl_agg_view_t *v, int sect);
 /* Copies the entries into a new array sorted by events descending then id (the caller
  * frees it). *n gets the count. Returns NULL when out of memory or empty. */
 pl_agg_entry_t *pl_idmap_sorted(const pl_idmap_t *m, uint32_t *n);
@@ -142,10 +146,12 @@ pl_agg_entry_t *pl_idmap_sorted(const pl_idmap_t *m, uint32_t *n);
 /* ---- covering a day range with stored periods ---- */
 
 /* A piece of a day range: either one whole month (is_month, key = month index) or one day
- * (key = day number). */
+ * (key = day number). neg: the piece is taken away (a day of a month piece that lies
+ * outside the range); pl_agg_cover never sets it. */
 typedef struct pl_agg_piece {
   int is_month;
   uint32_t key;
+  int neg;
 } pl_agg_piece_t;
 
 /* Splits [from, to] (inclusive days) into whole months plus single days at the edges, in

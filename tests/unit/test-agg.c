@@ -223,6 +223,72 @@ static void test_idmap_dense(void **state) {
   pl_idmap_free(&m);
 }
 
+/* Views summed into maps: every varint width the decoder has a path for, a dense map that
+ * meets an id past its array, taking a subset away again, and bytes that do not decode. */
+static void test_idmap_views(void **state) {
+  static const uint64_t vals[] = {0, 1, 127, 128, 16383, 16384, 1u << 21, 1ull << 40};
+  pl_agg_t month, day;
+  pl_agg_view_t mv, dv;
+  unsigned char *mb = malloc(1 << 16), db[4096];
+  size_t ml, dl;
+  (void)state;
+  pl_agg_init(&month);
+  pl_agg_init(&day);
+  pl_agg_count(&month, 10, 0);
+  pl_agg_count(&day, 10, 0);
+  /* ids 1..600 in steps that cross the one- and two-byte delta widths, one past 300 */
+  for (uint32_t id = 1, k = 0; id <= 600; id += 1 + (k % 3) * 70, k++) {
+    uint32_t ev = (uint32_t)(vals[k % 7] % 100000) + 1;
+    uint64_t pa = vals[(k + 3) % 8];
+    pl_agg_add(&month, PL_AGG_COUNTERPARTS, id, ev, pa);
+    if (k % 2 == 0) pl_agg_add(&day, PL_AGG_COUNTERPARTS, id, ev / 2 + 1, pa / 3);
+  }
+  pl_agg_add(&month, PL_AGG_COUNTERPARTS, 5000, 3, 3); /* past a dense map of 1000 */
+  pl_agg_add(&day, PL_AGG_COUNTERPARTS, 5000, 1, 1);
+  ml = pl_agg_encode(&month, mb);
+  dl = pl_agg_encode(&day, db);
+  assert_int_equal(pl_agg_view(&mv, mb, ml), 0);
+  assert_int_equal(pl_agg_view(&dv, db, dl), 0);
+  for (int dense = 0; dense < 2; dense++) {
+    pl_idmap_t m;
+    pl_agg_iter_t it;
+    pl_agg_entry_t e;
+    pl_idmap_init(&m);
+    if (dense) assert_int_equal(pl_idmap_dense(&m, 1000), 0);
+    assert_int_equal(pl_idmap_add_view(&m, &mv, PL_AGG_COUNTERPARTS), 0);
+    assert_int_equal(pl_idmap_add_view(&m, &mv, PL_AGG_COUNTERPARTS), 0);
+    assert_int_equal(pl_idmap_sub_view(&m, &dv, PL_AGG_COUNTERPARTS), 0);
+    assert_int_equal(pl_idmap_sub_view(&m, &mv, PL_AGG_COUNTERPARTS), 0);
+    assert_false(m.dense); /* 5000 spilled over */
+    /* what is left is month - day, entry by entry */
+    pl_agg_iter_init(&it, &mv, PL_AGG_COUNTERPARTS);
+    while (pl_agg_iter_next(&it, &e) == 1) {
+      pl_agg_entry_t d = {0, 0, 0}, *got = pl_idmap_get(&m, e.id);
+      assert_non_null(got);
+      pl_agg_view_find(&dv, PL_AGG_COUNTERPARTS, e.id, &d);
+      if (d.id != e.id) d.events = 0, d.participants = 0;
+      assert_int_equal(got->events, e.events - d.events);
+      assert_int_equal(got->participants, e.participants - d.participants);
+    }
+    assert_false(it.corrupt);
+    /* a zero delta inside the section is refused, from the array path too */
+    {
+      pl_agg_view_t bad = mv;
+      unsigned char *copy = malloc(ml);
+      memcpy(copy, mb, ml);
+      assert_int_equal(pl_agg_view(&bad, copy, ml), 0);
+      ((unsigned char *)bad.sect[PL_AGG_COUNTERPARTS])[4] = 0; /* entry 1 is 01 01 80 01 */
+      if (dense) assert_int_equal(pl_idmap_dense(&m, 1000), 0);
+      assert_int_equal(pl_idmap_add_view(&m, &bad, PL_AGG_COUNTERPARTS), PL_ECORRUPT);
+      free(copy);
+    }
+    pl_idmap_free(&m);
+  }
+  free(mb);
+  pl_agg_free(&month);
+  pl_agg_free(&day);
+}
+
 static void test_peek(void **state) {
   pl_agg_t a;
   unsigned char buf[256];
@@ -285,6 +351,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encode_view_roundtrip), cmocka_unit_test(test_merged_equals_normalized_sum),
       cmocka_unit_test(test_idmap),                 cmocka_unit_test(test_idmap_dense),
+      cmocka_unit_test(test_idmap_views),
       cmocka_unit_test(test_peek),                  cmocka_unit_test(test_corrupt_rows),
       cmocka_unit_test(test_cover),
       cmocka_unit_test(test_streaks),
