@@ -53,6 +53,14 @@ typedef struct scratch {
   size_t cap[3];
   msgpack_sbuffer out; /* the result, before it is framed into the reply */
   uint32_t dense_limit; /* every id of this request's snapshot is below it */
+  /* Each id's place in name order (the dict table's key order), for a dictionary of at
+   * most KEEP_MAP_SLOTS names; built for the dictionary whose next id is rank_next. */
+  uint32_t *rank;
+  uint32_t rank_next;
+  /* The names themselves for the same dictionary (by id: name_off[id], name_len[id] into
+   * names), when they fit in KEEP_BYTES; NULL otherwise. */
+  char *names;
+  uint32_t *name_off, *name_len;
 } scratch_t;
 
 static pthread_key_t scratch_key;
@@ -66,6 +74,10 @@ static void scratch_free(void *p) {
   free(sc->set.slots);
   for (size_t i = 0; i < ARRAY_LEN(sc->buf); i++) free(sc->buf[i]);
   msgpack_sbuffer_destroy(&sc->out);
+  free(sc->rank);
+  free(sc->names);
+  free(sc->name_off);
+  free(sc->name_len);
   free(sc);
 }
 
@@ -174,6 +186,70 @@ static int out_write(void *data, const char *buf, size_t len) {
     return -1;
   }
   return 0;
+}
+
+/* Room for n more bytes at the end of the output, or NULL (and the buffer marked) when
+ * out of memory. */
+static unsigned char *out_reserve(outbuf_t *o, size_t n) {
+  msgpack_sbuffer *sb = o->sb;
+  if (o->oom) return NULL;
+  if (sb->alloc - sb->size < n) {
+    size_t cap = sb->alloc ? sb->alloc : 8192;
+    char *p;
+    while (cap - sb->size < n) cap *= 2;
+    if (!(p = realloc(sb->data, cap))) {
+      o->oom = 1;
+      return NULL;
+    }
+    sb->data = p;
+    sb->alloc = cap;
+  }
+  return (unsigned char *)sb->data + sb->size;
+}
+
+/* MessagePack str and uint written straight into reserved room (at most 5 + n and 9
+ * bytes). The maps of a busy institution hold thousands of entries, and msgpack-c's
+ * packer makes three calls through its write callback for each; these two formats are
+ * all that loop needs, in their shortest forms as msgpack-c writes them. */
+static unsigned char *put_str(unsigned char *o, const char *p, uint32_t n) {
+  if (n < 32) {
+    *o++ = (unsigned char)(0xa0 | n);
+  } else if (n < 256) {
+    *o++ = 0xd9;
+    *o++ = (unsigned char)n;
+  } else if (n < 65536) {
+    *o++ = 0xda;
+    *o++ = (unsigned char)(n >> 8);
+    *o++ = (unsigned char)n;
+  } else {
+    *o++ = 0xdb;
+    pl_be32_put(o, n);
+    o += 4;
+  }
+  memcpy(o, p, n);
+  return o + n;
+}
+
+static unsigned char *put_uint(unsigned char *o, uint64_t v) {
+  if (v < 128) {
+    *o++ = (unsigned char)v;
+  } else if (v < 256) {
+    *o++ = 0xcc;
+    *o++ = (unsigned char)v;
+  } else if (v < 65536) {
+    *o++ = 0xcd;
+    *o++ = (unsigned char)(v >> 8);
+    *o++ = (unsigned char)v;
+  } else if (v <= UINT32_MAX) {
+    *o++ = 0xce;
+    pl_be32_put(o, (uint32_t)v);
+    o += 4;
+  } else {
+    *o++ = 0xcf;
+    pl_be64_put(o, v);
+    o += 8;
+  }
+  return o;
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(qctx_t *q, pl_qerr_t code, const char *fmt,
@@ -786,10 +862,125 @@ static int rank_names(pl_rtxn_t *t, rank_t *r, rank_t *tmp, size_t m) {
   return rc;
 }
 
+/* Drops the dictionary tables of sc. */
+static void dict_drop(scratch_t *sc) {
+  free(sc->rank);
+  free(sc->names);
+  free(sc->name_off);
+  free(sc->name_len);
+  sc->rank = sc->name_off = sc->name_len = NULL;
+  sc->names = NULL;
+  sc->rank_next = 0;
+}
+
+/* Each id's place in name order for the snapshot of q, or NULL when the dictionary is
+ * too large to keep one (ranking then compares names); with it, when they fit, the names
+ * by id (sc->names). The dictionary only grows and a name never changes its id, so tables
+ * built for a snapshot with the same next id are the same tables: they are kept across
+ * requests and rebuilt when names are added. One scan of the dict table (name -> id, in
+ * name order) gives both. */
+static const uint32_t *name_ranks(qctx_t *q) {
+  scratch_t *sc = q->sc;
+  uint32_t next = q->st.next_id, i = 0;
+  size_t bytes = 0, used = 0;
+  pl_cursor_t *c;
+  pl_str_t k, v;
+  int rc;
+  if (next == 0 || next > KEEP_MAP_SLOTS) return NULL;
+  if (sc->rank && sc->rank_next == next) return sc->rank;
+  dict_drop(sc);
+  if (!(sc->rank = malloc(next * sizeof(*sc->rank))) ||
+      !(sc->name_off = malloc(next * sizeof(*sc->name_off))) ||
+      !(sc->name_len = calloc(next, sizeof(*sc->name_len))))
+    goto fail;
+  memset(sc->rank, 0xff, next * sizeof(*sc->rank));
+  if (pl_store_cursor_open(q->t, PL_TAB_DICT, &c)) goto fail;
+  for (rc = pl_store_cursor_first(c, &k, &v); rc == 0; rc = pl_store_cursor_next(c, &k, &v)) {
+    uint32_t id = v.n == 4 ? pl_be32_get((const unsigned char *)v.p) : UINT32_MAX;
+    if (id >= next) break; /* not this snapshot's dictionary */
+    sc->rank[id] = i++;
+    bytes += k.n;
+  }
+  /* A second pass copies the names, now that their size is known. */
+  if (rc == PL_ENOTFOUND && bytes <= KEEP_BYTES && (sc->names = malloc(bytes ? bytes : 1))) {
+    for (rc = pl_store_cursor_first(c, &k, &v); rc == 0 && used + k.n <= bytes;
+         rc = pl_store_cursor_next(c, &k, &v)) {
+      uint32_t id = pl_be32_get((const unsigned char *)v.p);
+      memcpy(sc->names + used, k.p, k.n);
+      sc->name_off[id] = (uint32_t)used;
+      sc->name_len[id] = (uint32_t)k.n;
+      used += k.n;
+    }
+    if (rc != PL_ENOTFOUND) {
+      free(sc->names);
+      sc->names = NULL;
+    }
+    rc = PL_ENOTFOUND;
+  }
+  pl_store_cursor_close(c);
+  if (rc != PL_ENOTFOUND) goto fail;
+  sc->rank_next = next;
+  return sc->rank;
+fail:
+  dict_drop(sc);
+  return NULL;
+}
+
+/* Fills the names of r[0..m) from the kept copies. Returns 0, or -1 when an id has none
+ * (the store is damaged: rank_names says so). */
+static int names_cached(const scratch_t *sc, rank_t *r, size_t m) {
+  for (size_t i = 0; i < m; i++)
+    if (r[i].id >= sc->rank_next || sc->rank[r[i].id] == UINT32_MAX) return -1;
+  for (size_t i = 0; i < m; i++) {
+    unsigned char pre[8] = {0};
+    uint32_t n = sc->name_len[r[i].id];
+    r[i].name = sc->names + sc->name_off[r[i].id];
+    r[i].name_n = n;
+    memcpy(pre, r[i].name, n < 8 ? n : 8);
+    r[i].prefix = pl_be64_get(pre);
+  }
+  return 0;
+}
+
+/* Answer order by one integer key a row: value desc, then place in name order. Returns 0,
+ * or -1 (r untouched in order) when a value or an id does not fit the key. */
+static int rank_sort_ranked(rank_t *r, rank_t *tmp, size_t n, const uint32_t *rank,
+                            uint32_t nranks) {
+  uint64_t any = 0, all = ~(uint64_t)0, vary;
+  rank_t *src = r, *dst = tmp;
+  /* Checked first: the fallback needs the name prefixes this overwrites. */
+  for (size_t i = 0; i < n; i++)
+    if (r[i].value > UINT32_MAX || r[i].id >= nranks || rank[r[i].id] == UINT32_MAX) return -1;
+  for (size_t i = 0; i < n; i++) {
+    r[i].prefix = (uint64_t)(UINT32_MAX - r[i].value) << 32 | rank[r[i].id];
+    any |= r[i].prefix;
+    all &= r[i].prefix;
+  }
+  vary = any ^ all;
+  for (int shift = 0; shift < 64; shift += 8) {
+    size_t at[256] = {0}, sum = 0;
+    rank_t *t;
+    if (!((vary >> shift) & 0xff)) continue;
+    for (size_t i = 0; i < n; i++) at[(src[i].prefix >> shift) & 0xff]++;
+    for (int d = 0; d < 256; d++) {
+      size_t c = at[d];
+      at[d] = sum;
+      sum += c;
+    }
+    for (size_t i = 0; i < n; i++) dst[at[(src[i].prefix >> shift) & 0xff]++] = src[i];
+    t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != r) memcpy(r, src, n * sizeof(*r));
+  return 0;
+}
+
 /* Puts the first min(n, limit) rows of r in answer order; *out gets how many. Names are
  * read only for rows whose value reaches the limit-th value: a row below it cannot be in
  * the answer whatever its name. */
 static int rank_order(qctx_t *q, rank_t *r, size_t n, size_t limit, size_t *out) {
+  const uint32_t *ranks;
   rank_t *tmp;
   size_t m = n;
   int rc;
@@ -800,8 +991,11 @@ static int rank_order(qctx_t *q, rank_t *r, size_t n, size_t limit, size_t *out)
       if (r[i].value >= cut) rank_swap(&r[m++], &r[i]);
   }
   if (!(tmp = scratch_buf(q->sc, 2, (m ? m : 1) * sizeof(*tmp)))) return PL_ENOMEM;
-  if ((rc = rank_names(q->t, r, tmp, m))) return rc;
-  rank_sort_answer(r, tmp, m);
+  ranks = m >= 64 ? name_ranks(q) : NULL;
+  if ((!ranks || !q->sc->names || names_cached(q->sc, r, m)) &&
+      (rc = rank_names(q->t, r, tmp, m)))
+    return rc;
+  if (!ranks || rank_sort_ranked(r, tmp, m, ranks, q->st.next_id)) rank_sort_answer(r, tmp, m);
   *out = m < limit ? m : limit;
   return 0;
 }
@@ -813,11 +1007,16 @@ static int pack_counts(qctx_t *q, const pl_idmap_t *m, int parts, int skip_zero)
   int rc = rank_from_map(q->sc, m, parts, skip_zero, &r, &n);
   if (rc == 0) rc = rank_order(q, r, n, n, &k);
   if (rc == 0) {
+    size_t need = 0;
+    unsigned char *o;
     msgpack_pack_map(&q->pk, (uint32_t)k);
+    for (size_t i = 0; i < k; i++) need += r[i].name_n + 5 + 9;
+    if (!(o = out_reserve(&q->out, need))) return 0; /* out.oom: the reply is thrown away */
     for (size_t i = 0; i < k; i++) {
-      msgpack_pack_str_with_body(&q->pk, r[i].name, r[i].name_n);
-      msgpack_pack_uint64(&q->pk, r[i].value);
+      o = put_str(o, r[i].name, r[i].name_n);
+      o = put_uint(o, r[i].value);
     }
+    q->out.sb->size = (size_t)((char *)o - q->out.sb->data);
   }
   return rc;
 }

@@ -1125,6 +1125,157 @@ static void test_name_order(void **state) {
 }
 
 /* Packs a map of string keys to string values, or a non-string key when key is NULL. */
+/* Maps and rankings of 64 rows or more are ordered by an integer key built from each id's
+ * place in name order (kept per thread, rebuilt when names are added). Checked against
+ * qsort + strcmp on names whose id order differs from their byte order, with many ties,
+ * names that begin other names, and non-ASCII bytes; then again after new names arrive. */
+static int cmp_count_name(const void *x, const void *y) {
+  const struct cn {
+    char name[40];
+    int n;
+  } *a = x, *b = y;
+  if (a->n != b->n) return a->n > b->n ? -1 : 1;
+  return strcmp(a->name, b->name); /* compares as unsigned char */
+}
+
+static void check_order(fx_t *f, int round) {
+  struct cn {
+    char name[40];
+    int n;
+  } want[400];
+  int nw = 0;
+  json_t *r, *rows, *cps;
+  const char *key;
+  json_t *val;
+  int i = 0;
+  for (int k = 0; k < 300 + round * 50; k++) {
+    int id = (k * 37) % 97;
+    snprintf(want[nw].name, sizeof(want[nw].name), k % 7 == 0 ? "\xc3\x84 %02d%s-%d" : "Forum %02d%s%d",
+             id, k % 3 ? "" : " ", k);
+    want[nw++].n = 1 + k % 4;
+  }
+  qsort(want, (size_t)nw, sizeof(want[0]), cmp_count_name);
+  r = ok(Q(f, "{'op':'activity','institution':'Hub','window':30,'as_of':'2020-01-30'}"));
+  cps = json_object_get(r, "counterparts");
+  assert_int_equal(json_object_size(cps), nw);
+  json_object_foreach(cps, key, val) {
+    assert_string_equal(key, want[i].name);
+    assert_int_equal(json_integer_value(val), want[i].n);
+    i++;
+  }
+  json_decref(r);
+  r = ok(Q(f, "{'op':'top','window':30,'as_of':'2020-01-30','limit':1000}"));
+  rows = json_object_get(r, "rows");
+  /* Hub reports 10 events a day over 30 days; every other institution one event a count */
+  assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "institution")),
+                      "Hub");
+  for (i = 0; i < nw; i++) {
+    json_t *row = json_array_get(rows, (size_t)i + 1);
+    assert_string_equal(json_string_value(json_object_get(row, "institution")), want[i].name);
+    assert_int_equal(json_integer_value(json_object_get(row, "value")), want[i].n);
+  }
+  json_decref(r);
+}
+
+static void add_round(fx_t *f, int round) {
+  pl_batch_t *b = pl_batch_new();
+  char rec[512];
+  /* the names, each reporting and named by Hub as often as its count */
+  for (int k = round ? 300 + (round - 1) * 50 : 0; k < 300 + round * 50; k++) {
+    int id = (k * 37) % 97;
+    char name[40];
+    snprintf(name, sizeof(name), k % 7 == 0 ? "\xc3\x84 %02d%s-%d" : "Forum %02d%s%d", id,
+             k % 3 ? "" : " ", k);
+    for (int c = 0; c < 1 + k % 4; c++) {
+      snprintf(rec, sizeof(rec), "{\"institution\":\"%s\",\"date\":\"2020-01-%02d\"}", name,
+               1 + (k + c) % 30);
+      assert_true(add_json(b, rec, "t"));
+      snprintf(rec, sizeof(rec),
+               "{\"institution\":\"Hub\",\"date\":\"2020-01-%02d\",\"counterparts\":[\"%s\"]}",
+               1 + (k * 3 + c) % 30, name);
+      assert_true(add_json(b, rec, "t"));
+    }
+  }
+  commit(f, b);
+}
+
+static void test_rank_order_large(void **state) {
+  fx_t *f = *state;
+  pl_batch_t *b = pl_batch_new();
+  char rec[200];
+  /* Hub first, so its id is lowest; it leads top with 300+ events */
+  for (int d = 1; d <= 30; d++)
+    for (int e = 0; e < 20; e++) {
+      snprintf(rec, sizeof(rec), "{\"institution\":\"Hub\",\"date\":\"2020-01-%02d\"}", d);
+      assert_true(add_json(b, rec, "t"));
+    }
+  commit(f, b);
+  add_round(f, 0);
+  assert_int_equal(pl_store_refresh(f->s), 0);
+  check_order(f, 0);
+  check_order(f, 0); /* the kept table */
+  add_round(f, 1);   /* new names: the table is rebuilt */
+  check_order(f, 1);
+}
+
+/* Every width a map entry's name and count can take in a reply (fixstr, str8, str16;
+ * positive fixint, uint8, uint16, uint32, uint64), read back through msgpack-c. */
+static void test_reply_widths(void **state) {
+  fx_t *f = *state;
+  pl_batch_t *b = pl_batch_new();
+  char rec[600], long_name[257];
+  json_t *r, *c;
+  memset(long_name, 'L', 256);
+  long_name[256] = 0;
+  /* A and B meet with participants per country summing to each uint width */
+  static const struct {
+    const char *country;
+    uint64_t each;
+    int n;
+  } parts[] = {{"AA", 5, 1},      {"BB", 200, 1},      {"CC", 1000, 1},
+               {"DD", 100000, 1}, {"EE", 1000000, 5000}};
+  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+    for (int k = 0; k < parts[i].n; k++) {
+      snprintf(rec, sizeof(rec),
+               "{\"institution\":\"A\",\"date\":\"2020-01-01\",\"counterparts\":[\"B\"],"
+               "\"country\":\"%s\",\"participants\":%llu}",
+               parts[i].country, (unsigned long long)parts[i].each);
+      assert_true(add_json(b, rec, "t"));
+    }
+  /* and C's counterparts: names of 1, 40 and 256 bytes, counted 300 and 70,000 times */
+  for (int k = 0; k < 300; k++) {
+    snprintf(rec, sizeof(rec),
+             "{\"institution\":\"C\",\"date\":\"2020-01-02\",\"kind\":\"visit\","
+             "\"counterparts\":[\"x\",\"%s\",\"%s\"]}",
+             "A forty byte counterpart name, 1234567890", long_name);
+    assert_true(add_json(b, rec, "t"));
+  }
+  for (int k = 0; k < 70000; k++) {
+    snprintf(rec, sizeof(rec),
+             "{\"institution\":\"C\",\"date\":\"2020-01-03\",\"counterparts\":\"x\"}");
+    assert_true(add_json(b, rec, "t"));
+  }
+  commit(f, b);
+  r = ok(Q(f, "{'op':'pair','a':'A','b':'B'}"));
+  c = json_object_get(r, "participants_by_country");
+  assert_int_equal(json_integer_value(json_object_get(c, "AA")), 5);
+  assert_int_equal(json_integer_value(json_object_get(c, "BB")), 200);
+  assert_int_equal(json_integer_value(json_object_get(c, "CC")), 1000);
+  assert_int_equal(json_integer_value(json_object_get(c, "DD")), 100000);
+  assert_int_equal(json_integer_value(json_object_get(c, "EE")), 5000000000ll);
+  json_decref(r);
+  r = ok(Q(f, "{'op':'activity','institution':'C','window':30}"));
+  c = json_object_get(r, "counterparts");
+  assert_int_equal(json_object_size(c), 3);
+  assert_int_equal(json_integer_value(json_object_get(c, "x")), 70300);
+  assert_int_equal(json_integer_value(json_object_get(c, long_name)), 300);
+  assert_int_equal(
+      json_integer_value(json_object_get(c, "A forty byte counterpart name, 1234567890")), 300);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "kinds"), "visit")),
+                   300);
+  json_decref(r);
+}
+
 static json_t *Qraw(fx_t *f, int n, ...) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
@@ -2397,6 +2548,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_late_events, setup, teardown),
       cmocka_unit_test_setup_teardown(test_empty_store, setup, teardown),
       cmocka_unit_test_setup_teardown(test_name_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rank_order_large, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reply_widths, setup, teardown),
       cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
       cmocka_unit_test(test_unavailable),
       cmocka_unit_test_setup_teardown(test_internal, setup, teardown),
