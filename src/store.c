@@ -369,7 +369,14 @@ struct pl_store {
 struct pl_rtxn {
   pl_store_t *s;
   MDB_txn *txn;
+  /* The stale months of this snapshot, read at the first question: a handful at most, and
+   * a query asks about every month it covers. stale_n == STALE_CACHE + 1: too many to
+   * keep, ask the table each time. */
+  int stale_read;
+  uint32_t stale_n;
+  uint32_t stale[16];
 };
+#define STALE_CACHE 16
 
 struct pl_cursor {
   MDB_cursor *c;
@@ -1564,6 +1571,7 @@ static int read_begin(pl_store_t *s, pl_rtxn_t **out, int wait) {
     return map_err(rc);
   }
   t->s = s;
+  t->stale_read = 0;
   *out = t;
   return 0;
 }
@@ -1661,6 +1669,29 @@ int pl_store_cursor_last(pl_cursor_t *c, pl_str_t *k, pl_str_t *v) {
 int pl_store_month_stale(pl_rtxn_t *t, uint32_t month) {
   unsigned char k[4];
   pl_str_t v;
+  if (!t->stale_read) {
+    MDB_cursor *c;
+    MDB_val mk, mv;
+    int rc;
+    t->stale_read = 1;
+    t->stale_n = STALE_CACHE + 1;
+    if (mdb_cursor_open(t->txn, t->s->dbi[PL_TAB_STALE], &c) == 0) {
+      uint32_t n = 0;
+      for (rc = mdb_cursor_get(c, &mk, &mv, MDB_FIRST); rc == 0 && n <= STALE_CACHE;
+           rc = mdb_cursor_get(c, &mk, &mv, MDB_NEXT)) {
+        if (mk.mv_size != 4) break;
+        if (n < STALE_CACHE) t->stale[n] = pl_be32_get(mk.mv_data);
+        n++;
+      }
+      if (rc == MDB_NOTFOUND && n <= STALE_CACHE) t->stale_n = n;
+      mdb_cursor_close(c);
+    }
+  }
+  if (t->stale_n <= STALE_CACHE) {
+    for (uint32_t i = 0; i < t->stale_n; i++)
+      if (t->stale[i] == month) return 1;
+    return 0;
+  }
   pl_be32_put(k, month);
   return pl_store_get(t, PL_TAB_STALE, k, 4, &v) == 0;
 }
