@@ -1603,6 +1603,36 @@ done:
   return rc;
 }
 
+/* Days of one institution (or of everyone, inst 0) with no filter, the dashboard's chart:
+ * each month's row says which of its days have events (first..last day), and only those
+ * days' headers are read, without covering each day as a range. A stale month's days are
+ * all read. */
+static int series_days(pl_rtxn_t *t, uint32_t from, uint32_t to, uint32_t inst,
+                       series_row_t *rows) {
+  for (uint32_t m = pl_date_month(from), mlast = pl_date_month(to); m <= mlast; m++) {
+    uint32_t d0 = pl_date_month_first(m), d1 = d0 + (uint32_t)pl_date_month_len(m) - 1;
+    uint32_t lo = d0 < from ? from : d0, hi = d1 > to ? to : d1;
+    pl_agg_view_t v;
+    int rc = pl_store_agg(t, 1, m, inst, &v);
+    if (rc == PL_ENOTFOUND) continue;
+    if (rc == 0) {
+      if (v.first_day > lo) lo = v.first_day;
+      if (v.last_day < hi) hi = v.last_day;
+    } else if (rc != PL_ESTALE) {
+      return rc;
+    }
+    for (uint32_t d = lo; d <= hi; d++) {
+      uint64_t ev, pa;
+      rc = pl_store_day_totals(t, d, inst, &ev, &pa);
+      if (rc == PL_ENOTFOUND) continue;
+      if (rc) return rc;
+      rows[d - from].events = ev;
+      rows[d - from].participants = pa;
+    }
+  }
+  return 0;
+}
+
 static int op_series(qctx_t *q) {
   static const char *const buckets[] = {"day", "week", "month", "year", NULL};
   msgpack_packer *pk = &q->pk;
@@ -1635,6 +1665,8 @@ static int op_series(qctx_t *q) {
     } else if (nf >= 2) {
       rc = series_from_events(q->t, from, to, inst, (pl_bucket_t)bucket, &f, rows);
       if (rc) return store_fail(q, rc);
+    } else if (nf == 0 && bucket == PL_BUCKET_DAY) {
+      if ((rc = series_days(q->t, from, to, inst, rows))) return store_fail(q, rc);
     } else {
       walk_t w;
       uint32_t ps = first;

@@ -1711,6 +1711,15 @@ int pl_store_name(pl_rtxn_t *t, uint32_t id, pl_str_t *name) {
   return pl_store_get(t, PL_TAB_NAMES, k, 4, name);
 }
 
+int pl_store_day_totals(pl_rtxn_t *t, uint32_t day, uint32_t inst, uint64_t *events,
+                        uint64_t *participants) {
+  unsigned char k[8];
+  pl_str_t val;
+  int rc = pl_store_get(t, PL_TAB_DAYS, k, pl_key_day_inst(k, day, inst), &val);
+  if (rc) return rc;
+  return pl_agg_peek(val.p, val.n, events, participants);
+}
+
 int pl_store_agg(pl_rtxn_t *t, int months, uint32_t period, uint32_t inst, pl_agg_view_t *v) {
   unsigned char k[8];
   pl_str_t val;

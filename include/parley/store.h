@@ -156,6 +156,10 @@ int pl_store_name(pl_rtxn_t *t, uint32_t id, pl_str_t *name);
  * month index). inst 0 is every institution together. Returns 0, PL_ENOTFOUND,
  * PL_ESTALE (a month whose rollups lag its days: read the days) or PL_ECORRUPT. */
 int pl_store_agg(pl_rtxn_t *t, int months, uint32_t period, uint32_t inst, pl_agg_view_t *v);
+/* Only a day row's events and participants (its header): PL_ENOTFOUND when the
+ * institution had no event that day. */
+int pl_store_day_totals(pl_rtxn_t *t, uint32_t day, uint32_t inst, uint64_t *events,
+                        uint64_t *participants);
 /* Pair aggregate of (period, a, b), either order. */
 int pl_store_pair(pl_rtxn_t *t, int months, uint32_t period, uint32_t a, uint32_t b,
                   pl_agg_view_t *v);
