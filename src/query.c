@@ -744,37 +744,49 @@ static void rank_sort(rank_t *r, rank_t *tmp, size_t n, int by_id) {
   if (src != r) memcpy(r, src, n * sizeof(*r));
 }
 
-/* Answer order in two steps: a stable radix sort by value desc, on the bytes where values
- * differ, then each run of equal values by name. A busy institution's map has thousands of
- * rows and few ties past the small counts, so most rows never have their names compared. */
-static void rank_sort_answer(rank_t *r, rank_t *tmp, size_t n) {
+/* The key radix_sort orders by: ~value (value desc), or the prefix field. */
+static inline uint64_t radix_key(const rank_t *x, int by_prefix) {
+  return by_prefix ? x->prefix : ~x->value;
+}
+
+/* Stable LSD radix sort of r[0..n) by radix_key ascending, a byte at a time, skipping the
+ * bytes every key shares; tmp holds n rows. */
+static void radix_sort(rank_t *r, rank_t *tmp, size_t n, int by_prefix) {
   uint64_t any = 0, all = ~(uint64_t)0, vary;
   rank_t *src = r, *dst = tmp;
-  if (n < 64) {
-    rank_sort(r, tmp, n, 0);
-    return;
-  }
   for (size_t i = 0; i < n; i++) {
-    any |= r[i].value;
-    all &= r[i].value;
+    any |= radix_key(&r[i], by_prefix);
+    all &= radix_key(&r[i], by_prefix);
   }
   vary = any ^ all;
   for (int shift = 0; shift < 64; shift += 8) {
     size_t at[256] = {0}, sum = 0;
     rank_t *t;
     if (!((vary >> shift) & 0xff)) continue;
-    for (size_t i = 0; i < n; i++) at[255 - ((src[i].value >> shift) & 0xff)]++;
+    for (size_t i = 0; i < n; i++) at[(radix_key(&src[i], by_prefix) >> shift) & 0xff]++;
     for (int d = 0; d < 256; d++) {
       size_t c = at[d];
       at[d] = sum;
       sum += c;
     }
-    for (size_t i = 0; i < n; i++) dst[at[255 - ((src[i].value >> shift) & 0xff)]++] = src[i];
+    for (size_t i = 0; i < n; i++)
+      dst[at[(radix_key(&src[i], by_prefix) >> shift) & 0xff]++] = src[i];
     t = src;
     src = dst;
     dst = t;
   }
   if (src != r) memcpy(r, src, n * sizeof(*r));
+}
+
+/* Answer order in two steps: a stable radix sort by value desc, then each run of equal
+ * values by name. A busy institution's map has thousands of rows and few ties past the
+ * small counts, so most rows never have their names compared. */
+static void rank_sort_answer(rank_t *r, rank_t *tmp, size_t n) {
+  if (n < 64) {
+    rank_sort(r, tmp, n, 0);
+    return;
+  }
+  radix_sort(r, tmp, n, 0);
   for (size_t i = 0, j; i < n; i = j) {
     for (j = i + 1; j < n && r[j].value == r[i].value;) j++;
     if (j - i > 1) rank_sort(r + i, tmp, j - i, 0);
@@ -946,36 +958,15 @@ static int names_cached(const scratch_t *sc, rank_t *r, size_t m) {
 }
 
 /* Answer order by one integer key a row: value desc, then place in name order. Returns 0,
- * or -1 (r untouched in order) when a value or an id does not fit the key. */
+ * or -1 (r untouched) when a value or an id does not fit the key. */
 static int rank_sort_ranked(rank_t *r, rank_t *tmp, size_t n, const uint32_t *rank,
                             uint32_t nranks) {
-  uint64_t any = 0, all = ~(uint64_t)0, vary;
-  rank_t *src = r, *dst = tmp;
   /* Checked first: the fallback needs the name prefixes this overwrites. */
   for (size_t i = 0; i < n; i++)
     if (r[i].value > UINT32_MAX || r[i].id >= nranks || rank[r[i].id] == UINT32_MAX) return -1;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n; i++)
     r[i].prefix = (uint64_t)(UINT32_MAX - r[i].value) << 32 | rank[r[i].id];
-    any |= r[i].prefix;
-    all &= r[i].prefix;
-  }
-  vary = any ^ all;
-  for (int shift = 0; shift < 64; shift += 8) {
-    size_t at[256] = {0}, sum = 0;
-    rank_t *t;
-    if (!((vary >> shift) & 0xff)) continue;
-    for (size_t i = 0; i < n; i++) at[(src[i].prefix >> shift) & 0xff]++;
-    for (int d = 0; d < 256; d++) {
-      size_t c = at[d];
-      at[d] = sum;
-      sum += c;
-    }
-    for (size_t i = 0; i < n; i++) dst[at[(src[i].prefix >> shift) & 0xff]++] = src[i];
-    t = src;
-    src = dst;
-    dst = t;
-  }
-  if (src != r) memcpy(r, src, n * sizeof(*r));
+  radix_sort(r, tmp, n, 1);
   return 0;
 }
 
