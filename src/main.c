@@ -268,7 +268,8 @@ int main(int argc, char **argv) {
    * the work. 16 MiB kept is well inside the memory budget. */
   mallopt(M_TRIM_THRESHOLD, 16 << 20);
   {
-    uint64_t want = d.cfg.max_connections + d.cfg.query_max_connections +
+    /* A query connection holds two descriptors: its socket and the pool thread's dup. */
+    uint64_t want = d.cfg.max_connections + 2 * d.cfg.query_max_connections +
                     d.cfg.http_max_connections + 256;
     uint64_t got = pl_net_raise_nofile(want);
     if (got < want)

@@ -4,6 +4,7 @@
 #include "parley/qserver.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <msgpack.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -310,7 +311,7 @@ static void on_connection(uv_stream_t *server, int status) {
   if (pl_conn_accept(&qs->conns, &qs->listener, &c->base) != 0) return;
   {
     uv_os_fd_t fd;
-    if (uv_fileno(&c->base.h.handle, &fd) == 0) c->wfd = dup(fd);
+    if (uv_fileno(&c->base.h.handle, &fd) == 0) c->wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   }
   msgpack_sbuffer_init(&c->reply);
   pl_mpscan_init(&c->scan, qs->o.max_request_bytes, PL_MPSCAN_MAX_DEPTH);

@@ -57,6 +57,7 @@ typedef struct scratch {
    * most KEEP_MAP_SLOTS names; built for the dictionary whose next id is rank_next. */
   uint32_t *rank;
   uint32_t rank_next;
+  uint64_t rank_store; /* pl_store_instance of the store they were built from */
   /* The names themselves for the same dictionary (by id: name_off[id], name_len[id] into
    * names), when they fit in KEEP_BYTES; NULL otherwise. */
   char *names;
@@ -891,9 +892,9 @@ static void dict_drop(scratch_t *sc) {
 /* Each id's place in name order for the snapshot of q, or NULL when the dictionary is
  * too large to keep one (ranking then compares names); with it, when they fit, the names
  * by id (sc->names). The dictionary only grows and a name never changes its id, so tables
- * built for a snapshot with the same next id are the same tables: they are kept across
- * requests and rebuilt when names are added. One scan of the dict table (name -> id, in
- * name order) gives both. */
+ * built for a snapshot of the same store with the same next id are the same tables: they
+ * are kept across requests and rebuilt when names are added. One scan of the dict table
+ * (name -> id, in name order) gives both. */
 static const uint32_t *name_ranks(qctx_t *q) {
   scratch_t *sc = q->sc;
   uint32_t next = q->st.next_id, i = 0;
@@ -902,7 +903,8 @@ static const uint32_t *name_ranks(qctx_t *q) {
   pl_str_t k, v;
   int rc;
   if (next == 0 || next > KEEP_MAP_SLOTS) return NULL;
-  if (sc->rank && sc->rank_next == next) return sc->rank;
+  if (sc->rank && sc->rank_next == next && sc->rank_store == pl_store_instance(q->s))
+    return sc->rank;
   dict_drop(sc);
   if (!(sc->rank = malloc(next * sizeof(*sc->rank))) ||
       !(sc->name_off = malloc(next * sizeof(*sc->name_off))) ||
@@ -935,6 +937,7 @@ static const uint32_t *name_ranks(qctx_t *q) {
   pl_store_cursor_close(c);
   if (rc != PL_ENOTFOUND) goto fail;
   sc->rank_next = next;
+  sc->rank_store = pl_store_instance(q->s);
   return sc->rank;
 fail:
   dict_drop(sc);

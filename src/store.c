@@ -328,6 +328,7 @@ static uint64_t mono_ms(void) {
 /* ---- the store ---- */
 
 struct pl_store {
+  uint64_t instance; /* see pl_store_instance */
   MDB_env *env;
   MDB_dbi dbi[PL_TAB_COUNT];
   int lock_fd;
@@ -536,6 +537,10 @@ fail:
   return map_err(rc);
 }
 
+static uint64_t instances; /* stores opened by this process so far */
+
+uint64_t pl_store_instance(const pl_store_t *s) { return s->instance; }
+
 int pl_store_open(pl_store_t **out, const pl_store_opts_t *o, char *err, size_t errlen) {
   pl_store_t *s;
   char path[4096];
@@ -546,6 +551,7 @@ int pl_store_open(pl_store_t **out, const pl_store_opts_t *o, char *err, size_t 
   *out = NULL;
   s = calloc(1, sizeof(*s));
   if (!s) return PL_ENOMEM;
+  s->instance = __atomic_add_fetch(&instances, 1, __ATOMIC_RELAXED);
   s->lock_fd = -1;
   s->sync_full = o->sync_full;
   s->map_size = o->map_size;

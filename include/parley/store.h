@@ -80,6 +80,10 @@ int pl_store_open(pl_store_t **out, const pl_store_opts_t *o, char *err, size_t 
 /* Closes the environment and releases the lock. No transaction may be open. */
 void pl_store_close(pl_store_t *s);
 
+/* A number that no other store opened by this process has (from 1), for caches kept
+ * across transactions that must not outlive their store. */
+uint64_t pl_store_instance(const pl_store_t *s);
+
 /* ---- write path: one thread only (the writer, or a tool that owns the store) ---- */
 
 /* Commits a group of batches in one write transaction: chunk-id dedup, interning, (date,

@@ -1276,6 +1276,36 @@ static void test_reply_widths(void **state) {
   json_decref(r);
 }
 
+/* The kept name tables belong to one store: two stores whose dictionaries have the same
+ * size (same next id) but other names, asked on one thread, each answer with their own. */
+static void test_rank_order_two_stores(void **state) {
+  fx_t *a = *state, *b = fx_open(0);
+  char rec[100];
+  assert_non_null(b);
+  for (int k = 0; k < 2; k++) {
+    fx_t *f = k ? b : a;
+    pl_batch_t *batch = pl_batch_new();
+    for (int i = 0; i < 70; i++) {
+      snprintf(rec, sizeof(rec), "{\"institution\":\"%c%02d\",\"date\":\"2020-01-01\"}",
+               k ? 'B' : 'A', i);
+      assert_true(add_json(batch, rec, "t"));
+    }
+    commit(f, batch);
+  }
+  for (int round = 0; round < 2; round++)
+    for (int k = 0; k < 2; k++) {
+      json_t *r = ok(Q(k ? b : a, "{'op':'top','limit':100}"));
+      json_t *rows = json_object_get(r, "rows");
+      char want[4];
+      assert_int_equal(json_array_size(rows), 70);
+      snprintf(want, sizeof(want), "%c00", k ? 'B' : 'A');
+      assert_string_equal(
+          json_string_value(json_object_get(json_array_get(rows, 0), "institution")), want);
+      json_decref(r);
+    }
+  teardown((void **)&b);
+}
+
 static json_t *Qraw(fx_t *f, int n, ...) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
@@ -2550,6 +2580,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_name_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rank_order_large, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reply_widths, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rank_order_two_stores, setup, teardown),
       cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
       cmocka_unit_test(test_unavailable),
       cmocka_unit_test_setup_teardown(test_internal, setup, teardown),
