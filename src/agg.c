@@ -496,12 +496,14 @@ pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64
  * registers: this loop is most of an activity query's time. Stops early (it->left > 0)
  * at the first id past the array, which the caller adds the slow way. Returns 0, or
  * PL_ECORRUPT with the same checks as iter_step. */
-static int add_dense(pl_idmap_t *m, pl_agg_iter_t *it, int neg) {
+static inline __attribute__((always_inline)) int add_dense(pl_idmap_t *m, pl_agg_iter_t *it,
+                                                            int neg) {
   const unsigned char *p = it->p, *end = it->end;
   uint32_t id = it->id, left = it->left, n = m->n, cap = m->cap;
   pl_agg_entry_t *slots = m->slots;
   int rc = 0;
   while (left) {
+    const unsigned char *entry = p;
     uint64_t d, ev, pa;
     pl_agg_entry_t *slot;
     if (end - p >= 3 && !((p[0] | p[1] | p[2]) & 0x80)) {
@@ -514,11 +516,14 @@ static int add_dense(pl_idmap_t *m, pl_agg_iter_t *it, int neg) {
       rc = PL_ECORRUPT;
       break;
     }
-    if (d == 0 || d > UINT32_MAX - id) { /* ids are unique, ascending, from 1 */
+    if (d == 0) { /* ids are unique, ascending, from 1 */
       rc = PL_ECORRUPT;
       break;
     }
-    if (id + d >= cap) break; /* left as it was: the caller decodes this entry again */
+    if (d >= cap - id) { /* past the array (or past 2^32): the caller decodes it again */
+      p = entry;
+      break;
+    }
     id += (uint32_t)d;
     left--;
     slot = &slots[id];
@@ -528,9 +533,9 @@ static int add_dense(pl_idmap_t *m, pl_agg_iter_t *it, int neg) {
     }
     slot->events += neg ? 0u - (uint32_t)ev : (uint32_t)ev;
     slot->participants += neg ? 0u - pa : pa;
-    it->p = p;
   }
   m->n = n;
+  it->p = p;
   it->id = id;
   it->left = left;
   if (rc) {
@@ -544,7 +549,7 @@ static int add_view(pl_idmap_t *m, const pl_agg_view_t *v, int sect, int neg) {
   pl_agg_entry_t e;
   pl_agg_iter_t it;
   pl_agg_iter_init(&it, v, sect);
-  if (m->dense && add_dense(m, &it, neg)) return PL_ECORRUPT;
+  if (m->dense && (neg ? add_dense(m, &it, 1) : add_dense(m, &it, 0))) return PL_ECORRUPT;
   while (iter_step(&it, &e) == 1) {
     if (neg) {
       e.events = 0u - e.events;
