@@ -143,8 +143,8 @@ static void send_direct(qconn_t *c) {
   }
 }
 
-static void work_cb(uv_work_t *req) {
-  qconn_t *c = req->data;
+/* On the pool thread: packs the reply to the framed request (or to the framing error). */
+static void build_reply(qconn_t *c) {
   pl_qserver_t *qs = c->qs;
   msgpack_packer pk;
   msgpack_unpacked u;
@@ -158,7 +158,6 @@ static void work_cb(uv_work_t *req) {
                         c->frame_error == PL_ETOOBIG ? "request larger than query.max_request_bytes"
                         : c->frame_error == PL_EDEPTH ? "request nested too deeply"
                                                       : "request is not valid MessagePack");
-    send_direct(c);
     return;
   }
   msgpack_unpacked_init(&u);
@@ -176,6 +175,11 @@ static void work_cb(uv_work_t *req) {
   }
   pl_qserver_record(qs, op, mono_us() - t0);
   msgpack_unpacked_destroy(&u);
+}
+
+static void work_cb(uv_work_t *req) {
+  qconn_t *c = req->data;
+  build_reply(c);
   send_direct(c);
 }
 
