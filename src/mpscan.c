@@ -113,7 +113,9 @@ ssize_t pl_mpscan_run(pl_mpscan_t *s, const unsigned char *buf, size_t avail) {
       return PL_ETOOBIG;
     }
     if (s->pos + hdr + skip > avail) return 0; /* payload not all here yet: resume on it */
-    if (rc == 2 && count > 0 && s->depth + 1 > s->max_depth) {
+    /* msgpack-c checks its stack before it opens any container, an empty one included, so
+     * an empty array or map one level past the limit is refused here as well. */
+    if (rc == 2 && s->depth + 1 > s->max_depth) {
       s->err_at = s->pos;
       return PL_EDEPTH;
     }

@@ -20,7 +20,14 @@ for t in forward record query; do
     echo "ok - fuzz-$t: $(grep -o 'stat::number_of_executed_units: [0-9]*' "$out/log" | awk '{print $2}') runs in ${SECONDS_EACH}s, no crash"
   else
     echo "not ok - fuzz-$t found a crash"
-    grep -E 'ERROR|SUMMARY|artifact' "$out/log" | head -5 | sed 's/^/# /'
+    # the reports, then only the stack frames in parley's own sources
+    grep -E 'ERROR|SUMMARY|artifact|^ +#[0-9]+ .*[ /](src|tests)/[^ ]+\.c:' "$out/log" | head -12 |
+      sed 's/^/# /'
+    # The temporary directory goes away with the run: the input that crashed is printed, so
+    # a failure seen only in CI can be replayed (base64 -d > f; build/fuzz/fuzz-$t f).
+    for c in "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-*; do
+      [ -f "$c" ] && echo "# input ($(basename "$c"), base64): $(head -c 4096 "$c" | base64 -w0)"
+    done
   fi
   rm -rf "$out"
 done

@@ -90,7 +90,9 @@ static void test_limits(void **state) {
   /* depth */
   assert_int_equal(frame("\x91\x91\x91\x01", 4, 100, 3), 4);
   assert_int_equal(frame("\x91\x91\x91\x91\x01", 5, 100, 3), PL_EDEPTH);
-  assert_int_equal(frame("\x91\x91\x91\x90", 4, 100, 3), 4); /* an empty one opens nothing */
+  /* an empty container still takes a level: msgpack-c would refuse it past its stack */
+  assert_int_equal(frame("\x91\x91\x91\x90", 4, 100, 3), PL_EDEPTH);
+  assert_int_equal(frame("\x91\x91\x90", 3, 100, 3), 3);
   /* reserved byte */
   assert_int_equal(frame("\xc1", 1, 100, 8), PL_EPROTO);
   assert_int_equal(frame("\x92\x01\xc1", 3, 100, 8), PL_EPROTO);
@@ -103,12 +105,38 @@ static void test_deep_nesting_capped(void **state) {
   assert_int_equal(frame(buf, sizeof(buf), 1000, 1000), PL_EDEPTH); /* capped at 32 */
 }
 
+/* What the scanner passes at its cap, msgpack-c decodes, and what msgpack-c cannot decode
+ * the scanner refuses: nests of every depth around the cap, ending in a scalar or in an
+ * empty array or map. The daemon relies on this, and a record stored one level deeper than
+ * it arrived depends on the empty container counting (a fuzzer found that). */
+static void test_depth_matches_msgpack(void **state) {
+  static const unsigned char ends[] = {0x01, 0x90, 0x80};
+  unsigned char buf[64];
+  (void)state;
+  for (unsigned d = 28; d <= 36; d++) {
+    for (size_t e = 0; e < sizeof ends; e++) {
+      msgpack_unpacked u;
+      size_t off = 0;
+      memset(buf, 0x91, d);
+      buf[d] = ends[e];
+      msgpack_unpacked_init(&u);
+      int decodes = msgpack_unpack_next(&u, (const char *)buf, d + 1, &off) ==
+                    MSGPACK_UNPACK_SUCCESS;
+      msgpack_unpacked_destroy(&u);
+      ssize_t n = frame(buf, d + 1, 1000, PL_MPSCAN_MAX_DEPTH);
+      assert_int_equal(n > 0, decodes);
+      assert_int_equal(n, decodes ? (ssize_t)d + 1 : PL_EDEPTH);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_scalars_and_containers),
       cmocka_unit_test(test_every_split),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_deep_nesting_capped),
+      cmocka_unit_test(test_depth_matches_msgpack),
   };
   return cmocka_run_group_tests_name("mpscan", tests, NULL, NULL);
 }
