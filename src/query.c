@@ -555,6 +555,7 @@ typedef struct walk {
   uint32_t month; /* month of the cached month aggregate, UINT32_MAX when none */
   int month_found;
   uint32_t month_first, month_last;
+  uint64_t month_events;
   int subtract; /* the visitor takes neg pieces: edge days may be read as month minus days */
 } walk_t;
 
@@ -566,6 +567,7 @@ static void walk_init(walk_t *w, pl_rtxn_t *t, int pair, uint32_t a, uint32_t b)
   w->month = UINT32_MAX;
   w->month_found = 0;
   w->month_first = w->month_last = 0;
+  w->month_events = 0;
   w->subtract = 0;
 }
 
@@ -644,6 +646,22 @@ static size_t subtract_edges(pl_rtxn_t *t, pl_agg_piece_t *p, size_t n) {
   return out;
 }
 
+/* Keeps what walk_get(months, m) found (rc 0, PL_ENOTFOUND or PL_ESTALE) for the day
+ * checks of walk_range and for op_activity. */
+static void month_keep(walk_t *w, uint32_t m, int rc, const pl_agg_view_t *v) {
+  w->month = m;
+  w->month_found = rc != PL_ENOTFOUND;
+  w->month_events = rc == 0 ? v->events : 0;
+  if (rc == 0) {
+    w->month_first = v->first_day;
+    w->month_last = v->last_day;
+  } else if (rc == PL_ESTALE) {
+    /* A stale month may have events anywhere: read every day asked for. */
+    w->month_first = 0;
+    w->month_last = UINT32_MAX;
+  }
+}
+
 /* Visits the aggregates that count [from, to] exactly: whole months from the month table,
  * edge days from the day table. An edge day is read only when its month's aggregate has an
  * event between its first and last day, which spares most reads for quiet institutions. */
@@ -662,21 +680,14 @@ static int walk_range(walk_t *w, uint32_t from, uint32_t to, visit_fn fn, void *
       if (m != w->month) {
         rc = walk_get(w, 1, m, &v);
         if (rc && rc != PL_ENOTFOUND && rc != PL_ESTALE) break;
-        w->month = m;
-        w->month_found = rc != PL_ENOTFOUND;
-        if (rc == 0) {
-          w->month_first = v.first_day;
-          w->month_last = v.last_day;
-        } else if (rc == PL_ESTALE) {
-          /* A stale month may have events anywhere: read every day asked for. */
-          w->month_first = 0;
-          w->month_last = UINT32_MAX;
-        }
+        month_keep(w, m, rc, &v);
         rc = 0;
       }
       if (!w->month_found || key < w->month_first || key > w->month_last) continue;
     }
     rc = walk_get(w, p[i].is_month, key, &v);
+    /* A month read whole also answers its days' check (subtract_edges puts them after it). */
+    if (p[i].is_month && (rc == 0 || rc == PL_ENOTFOUND)) month_keep(w, key, rc, &v);
     if (rc == 0)
       rc = fn(arg, &v, p[i].is_month, key, p[i].neg);
     else if (rc == PL_ENOTFOUND)
@@ -895,6 +906,11 @@ static void dict_drop(scratch_t *sc) {
  * built for a snapshot of the same store with the same next id are the same tables: they
  * are kept across requests and rebuilt when names are added. One scan of the dict table
  * (name -> id, in name order) gives both. */
+static int names_kept(const qctx_t *q) {
+  const scratch_t *sc = q->sc;
+  return sc->rank && sc->rank_next == q->st.next_id && sc->rank_store == pl_store_instance(q->s);
+}
+
 static const uint32_t *name_ranks(qctx_t *q) {
   scratch_t *sc = q->sc;
   uint32_t next = q->st.next_id, i = 0;
@@ -903,8 +919,7 @@ static const uint32_t *name_ranks(qctx_t *q) {
   pl_str_t k, v;
   int rc;
   if (next == 0 || next > KEEP_MAP_SLOTS) return NULL;
-  if (sc->rank && sc->rank_next == next && sc->rank_store == pl_store_instance(q->s))
-    return sc->rank;
+  if (names_kept(q)) return sc->rank;
   dict_drop(sc);
   if (!(sc->rank = malloc(next * sizeof(*sc->rank))) ||
       !(sc->name_off = malloc(next * sizeof(*sc->name_off))) ||
@@ -988,7 +1003,9 @@ static int rank_order(qctx_t *q, rank_t *r, size_t n, size_t limit, size_t *out)
       if (r[i].value >= cut) rank_swap(&r[m++], &r[i]);
   }
   if (!(tmp = scratch_buf(q->sc, 2, (m ? m : 1) * sizeof(*tmp)))) return PL_ENOMEM;
-  ranks = m >= 64 ? name_ranks(q) : NULL;
+  /* A few rows are not worth building the tables for, but once kept they are the cheapest
+   * way to every size: reading names from the store touches a page or two per row. */
+  ranks = m >= 64 || names_kept(q) ? name_ranks(q) : NULL;
   if ((!ranks || !q->sc->names || names_cached(q->sc, r, m)) &&
       (rc = rank_names(q->t, r, tmp, m)))
     return rc;
@@ -1278,13 +1295,26 @@ static int op_activity(qctx_t *q) {
   if (!rc) rc = find_inst(q, name, &inst);
   if (rc) return rc;
   if (!none) {
+    /* The previous window has the requested length and ends the day before from. When from
+     * is inside a fresh month that the window runs to the end of, and the previous window
+     * covers the rest of that month, the month is split between the two: the previous
+     * window's part of it is the month's events less the window's, with no day read. */
+    uint32_t pto = from - 1, pfrom = from == 0 ? 0 : pto >= window - 1 ? pto - (window - 1) : 0;
+    uint32_t m = pl_date_month(from), mfirst = pl_date_month_first(m);
+    uint32_t mlast = mfirst + (uint32_t)pl_date_month_len(m) - 1;
+    int split = from > mfirst && to > mlast && pfrom <= mfirst && !pl_store_month_stale(q->t, m);
     walk_init(&w, q->t, 0, inst, 0);
     w.subtract = 1;
-    rc = walk_range(&w, from, to, act_visit, &a);
-    /* The previous window has the requested length, ending the day before from. */
-    if (!rc && from > 0) {
-      uint32_t pto = from - 1, pfrom = pto >= window - 1 ? pto - (window - 1) : 0;
-      rc = walk_range(&w, pfrom, pto, events_visit, &prev);
+    if (split) {
+      rc = walk_range(&w, from, mlast, act_visit, &a);
+      if (!rc && w.month != m) rc = PL_ECORRUPT; /* the walk always reads a day's month */
+      if (!rc && w.month_events < a.events) rc = PL_ECORRUPT;
+      if (!rc) prev = w.month_events - a.events;
+      if (!rc) rc = walk_range(&w, mlast + 1, to, act_visit, &a);
+      if (!rc && pfrom < mfirst) rc = walk_range(&w, pfrom, mfirst - 1, events_visit, &prev);
+    } else {
+      rc = walk_range(&w, from, to, act_visit, &a);
+      if (!rc && from > 0) rc = walk_range(&w, pfrom, pto, events_visit, &prev);
     }
     if (rc) return store_fail(q, rc);
   }

@@ -1138,6 +1138,12 @@ static int cmp_count_name(const void *x, const void *y) {
   return strcmp(a->name, b->name); /* compares as unsigned char */
 }
 
+/* The k-th name of the ranking tests: shared prefixes, a space, non-ASCII. */
+static void order_name(char *out, size_t cap, int k) {
+  snprintf(out, cap, k % 7 == 0 ? "\xc3\x84 %02d%s-%d" : "Forum %02d%s%d", (k * 37) % 97,
+           k % 3 ? "" : " ", k);
+}
+
 static void check_order(fx_t *f, int round) {
   struct cn {
     char name[40];
@@ -1149,9 +1155,7 @@ static void check_order(fx_t *f, int round) {
   json_t *val;
   int i = 0;
   for (int k = 0; k < 300 + round * 50; k++) {
-    int id = (k * 37) % 97;
-    snprintf(want[nw].name, sizeof(want[nw].name), k % 7 == 0 ? "\xc3\x84 %02d%s-%d" : "Forum %02d%s%d",
-             id, k % 3 ? "" : " ", k);
+    order_name(want[nw].name, sizeof(want[nw].name), k);
     want[nw++].n = 1 + k % 4;
   }
   qsort(want, (size_t)nw, sizeof(want[0]), cmp_count_name);
@@ -1164,6 +1168,35 @@ static void check_order(fx_t *f, int round) {
     i++;
   }
   json_decref(r);
+  /* One day of Hub's counterparts: a few dozen rows, mostly tied at 1, which are ordered
+   * through the name tables the query above left on this thread. */
+  nw = 0;
+  for (int k = 0; k < 300 + round * 50; k++) {
+    int n = 0;
+    for (int c = 0; c < 1 + k % 4; c++) n += 1 + (k * 3 + c) % 30 == 7;
+    if (!n) continue;
+    order_name(want[nw].name, sizeof(want[nw].name), k);
+    want[nw++].n = n;
+  }
+  qsort(want, (size_t)nw, sizeof(want[0]), cmp_count_name);
+  assert_true(nw > 8 && nw < 64);
+  r = ok(Q(f, "{'op':'activity','institution':'Hub','window':1,'as_of':'2020-01-07'}"));
+  cps = json_object_get(r, "counterparts");
+  assert_int_equal(json_object_size(cps), nw);
+  i = 0;
+  json_object_foreach(cps, key, val) {
+    assert_string_equal(key, want[i].name);
+    assert_int_equal(json_integer_value(val), want[i].n);
+    i++;
+  }
+  json_decref(r);
+  /* the whole list again, for top below */
+  nw = 0;
+  for (int k = 0; k < 300 + round * 50; k++) {
+    order_name(want[nw].name, sizeof(want[nw].name), k);
+    want[nw++].n = 1 + k % 4;
+  }
+  qsort(want, (size_t)nw, sizeof(want[0]), cmp_count_name);
   r = ok(Q(f, "{'op':'top','window':30,'as_of':'2020-01-30','limit':1000}"));
   rows = json_object_get(r, "rows");
   /* Hub reports 10 events a day over 30 days; every other institution one event a count */
@@ -1182,10 +1215,8 @@ static void add_round(fx_t *f, int round) {
   char rec[512];
   /* the names, each reporting and named by Hub as often as its count */
   for (int k = round ? 300 + (round - 1) * 50 : 0; k < 300 + round * 50; k++) {
-    int id = (k * 37) % 97;
     char name[40];
-    snprintf(name, sizeof(name), k % 7 == 0 ? "\xc3\x84 %02d%s-%d" : "Forum %02d%s%d", id,
-             k % 3 ? "" : " ", k);
+    order_name(name, sizeof(name), k);
     for (int c = 0; c < 1 + k % 4; c++) {
       snprintf(rec, sizeof(rec), "{\"institution\":\"%s\",\"date\":\"2020-01-%02d\"}", name,
                1 + (k + c) % 30);
