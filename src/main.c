@@ -32,7 +32,7 @@ typedef struct daemon {
   uv_timer_t tick;
   int stopping;
   uint64_t started;
-  uint64_t connections; /* published for the work pool (atomic) */
+  uint64_t connections; /* published for the query thread and the work pool (atomic) */
   int exit_code;
 } daemon_t;
 

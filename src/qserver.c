@@ -1,6 +1,6 @@
-/* Query connections: frame request maps with the bounded scanner, run each on the work pool
- * (its own short read transaction inside pl_query_exec), write replies in order, from the
- * pool thread itself when nothing is queued ahead of them. */
+/* Query connections, on a thread and loop of their own: frame request maps with the bounded
+ * scanner, run light requests right there and the rest on the work pool (each in its own
+ * short read transaction inside pl_query_exec), write replies in order. */
 #include "parley/qserver.h"
 
 #include <errno.h>
@@ -34,9 +34,12 @@ typedef struct qconn {
   char *buf;
   size_t len, cap;
   pl_mpscan_t scan;
-  /* the request being run on the work pool */
+  /* the request being run: decoded on the query thread, its strings pointing into buf
+   * (which is not read into meanwhile) */
   size_t frame_len;
   int frame_error;         /* PL_ETOOBIG / PL_EDEPTH / PL_EPROTO: reply and close */
+  int decoded;             /* req holds the request; else the reply says it is not MessagePack */
+  msgpack_unpacked req;
   msgpack_sbuffer reply;
   int eof;
   int close_after;
@@ -50,8 +53,16 @@ typedef struct qconn {
   size_t sent;
 } qconn_t;
 
+/* Owns its loop and thread. Everything below runs on that thread, except what the caller's
+ * loop touches: stop_cb/stop_arg, done (an async on the caller's loop, fired when the thread
+ * has ended), and st, read through pl_qserver_get_stats with atomic loads. */
 struct pl_qserver {
-  uv_loop_t *loop;
+  uv_loop_t *loop; /* &own */
+  uv_loop_t own;
+  uv_thread_t thread;
+  uv_async_t stop_async; /* on own: pl_qserver_stop asks the thread to stop */
+  uv_async_t done;       /* on the caller's loop: the thread has returned from uv_run */
+  int stop_closing;
   pl_store_t *store;
   pl_qserver_opts_t o;
   pl_listener_t listener;
@@ -68,6 +79,10 @@ struct pl_qserver {
 
 static void process(qconn_t *c);
 static void check_stopped(pl_qserver_t *qs);
+
+/* st is written only by the query thread, and read by others (metrics, stats replies). */
+#define ST_ADD(qs, field, n) __atomic_add_fetch(&(qs)->st.field, (uint64_t)(n), __ATOMIC_RELAXED)
+#define ST_GET(qs, field) __atomic_load_n(&(qs)->st.field, __ATOMIC_RELAXED)
 
 static uint64_t mono_us(void) {
   struct timespec ts;
@@ -97,9 +112,10 @@ static void on_free(pl_conn_t *base) {
   qconn_t *c = (qconn_t *)base;
   pl_qserver_t *qs = c->qs;
   free(c->buf);
+  if (c->decoded) msgpack_unpacked_destroy(&c->req);
   msgpack_sbuffer_destroy(&c->reply);
   if (c->wfd >= 0) close(c->wfd);
-  qs->st.connections--;
+  ST_ADD(qs, connections, -1);
   free(c);
   check_stopped(qs);
 }
@@ -143,14 +159,24 @@ static void send_direct(qconn_t *c) {
   }
 }
 
-/* On the pool thread: packs the reply to the framed request (or to the framing error). */
+/* On the query thread: decodes the framed request into c->req. Returns 1 when it may run
+ * here (pl_query_is_light, or a frame error, whose reply needs no store), 0 for the pool. */
+static int decode(qconn_t *c) {
+  size_t off = 0;
+  if (c->frame_error) return 1;
+  if (!c->decoded) msgpack_unpacked_init(&c->req);
+  /* The frame was validated by the scanner: decoding allocates at most in proportion to it. */
+  c->decoded = msgpack_unpack_next(&c->req, c->buf, c->frame_len, &off) == MSGPACK_UNPACK_SUCCESS;
+  if (!c->decoded) msgpack_unpacked_destroy(&c->req);
+  return !c->decoded || pl_query_is_light(&c->req.data);
+}
+
+/* On the query thread or a pool thread: packs the reply to the decoded request (or to the
+ * framing error). */
 static void build_reply(qconn_t *c) {
   pl_qserver_t *qs = c->qs;
   msgpack_packer pk;
-  msgpack_unpacked u;
-  size_t off = 0;
   uint64_t t0 = mono_us();
-  pl_str_t op = {"", 0};
   msgpack_sbuffer_clear(&c->reply);
   msgpack_packer_init(&pk, &c->reply, msgpack_sbuffer_write);
   if (c->frame_error) {
@@ -160,21 +186,20 @@ static void build_reply(qconn_t *c) {
                                                       : "request is not valid MessagePack");
     return;
   }
-  msgpack_unpacked_init(&u);
-  /* The frame was validated by the scanner: decoding allocates at most in proportion to it. */
-  if (msgpack_unpack_next(&u, c->buf, c->frame_len, &off) != MSGPACK_UNPACK_SUCCESS) {
+  if (!c->decoded) {
     pl_query_pack_error(&pk, NULL, PL_QERR_BAD_REQUEST, "request is not valid MessagePack");
-  } else {
+    pl_qserver_record(qs, pl_str("", 0), mono_us() - t0);
+    return;
+  }
+  {
     pl_query_env_t env = {0};
-    op = pl_query_op_name(&u.data);
     if (qs->o.env) qs->o.env(qs->o.env_arg, &env);
-    if (pl_query_exec(qs->store, &env, &u.data, &pk) != 0) {
+    if (pl_query_exec(qs->store, &env, &c->req.data, &pk) != 0) {
       msgpack_sbuffer_clear(&c->reply);
       pl_query_pack_error(&pk, NULL, PL_QERR_INTERNAL, "out of memory");
     }
   }
-  pl_qserver_record(qs, op, mono_us() - t0);
-  msgpack_unpacked_destroy(&u);
+  pl_qserver_record(qs, pl_query_op_name(&c->req.data), mono_us() - t0);
 }
 
 static void work_cb(uv_work_t *req) {
@@ -183,18 +208,21 @@ static void work_cb(uv_work_t *req) {
   send_direct(c);
 }
 
-static void after_work(uv_work_t *req, int status) {
-  qconn_t *c = req->data;
+/* On the query thread, once a request's reply is built (and perhaps partly sent): sends the
+ * rest and drops the request from the buffer. Returns 0, or -1 when the connection is
+ * closing. */
+static int finish(qconn_t *c) {
   pl_qserver_t *qs = c->qs;
-  (void)status;
-  qs->st.running--;
-  qs->st.requests++;
-  if (pl_conn_release(&c->base) != 0) return;
+  ST_ADD(qs, requests, 1);
+  if (c->decoded) {
+    msgpack_unpacked_destroy(&c->req);
+    c->decoded = 0;
+  }
   if (c->sent < c->reply.size &&
       pl_conn_send(&c->base, c->reply.data + c->sent, c->reply.size - c->sent) != 0)
-    return;
+    return -1;
   if (c->frame_error) {
-    qs->st.errors++;
+    ST_ADD(qs, errors, 1);
     pl_log_warn("query: %s: closing: %s", c->base.peer, pl_strerror(c->frame_error));
     c->close_after = 1;
     c->len = 0;
@@ -209,35 +237,54 @@ static void after_work(uv_work_t *req, int status) {
     msgpack_sbuffer_destroy(&c->reply);
     msgpack_sbuffer_init(&c->reply);
   }
+  return 0;
+}
+
+static void after_work(uv_work_t *req, int status) {
+  qconn_t *c = req->data;
+  (void)status;
+  ST_ADD(c->qs, running, -1);
+  if (pl_conn_release(&c->base) != 0) return;
+  if (finish(c) != 0) return;
   process(c);
   update_reading(c);
   maybe_finish(c);
 }
 
-/* Starts the next complete request, if any. */
+/* Runs the complete requests in c's buffer, in order: light ones here, one after another;
+ * at the first other one, hands it to the work pool and returns (after_work comes back). */
 static void process(qconn_t *c) {
-  ssize_t n;
-  if (c->base.holds || c->base.closing || c->close_after || c->qs->stopping || c->len == 0)
+  for (;;) {
+    ssize_t n;
+    if (c->base.holds || c->base.closing || c->close_after || c->qs->stopping || c->len == 0)
+      return;
+    if (c->base.wq.pending > c->qs->o.write_queue_max_bytes) return; /* resumed by on_written */
+    n = pl_mpscan_run(&c->scan, (const unsigned char *)c->buf, c->len);
+    if (n == 0) return;
+    if (n < 0) {
+      c->frame_error = (int)n;
+    } else {
+      c->frame_len = (size_t)n;
+      c->frame_error = 0;
+    }
+    c->sent = 0;
+    if (decode(c)) {
+      /* Cheaper than waking a pool thread and then this loop again for the reply. */
+      build_reply(c);
+      if (finish(c) != 0) return;
+      continue;
+    }
+    pl_conn_hold(&c->base);
+    ST_ADD(c->qs, running, 1);
+    c->work.data = c;
+    /* Nothing queued now, and nothing else is written to c until this request's reply. */
+    c->direct = c->wfd >= 0 && c->base.wq.pending == 0 && c->base.wq.error == 0;
+    if (uv_queue_work(c->qs->loop, &c->work, work_cb, after_work) != 0) {
+      pl_conn_release(&c->base);
+      ST_ADD(c->qs, running, -1);
+      pl_conn_close(&c->base);
+    }
     return;
-  if (c->base.wq.pending > c->qs->o.write_queue_max_bytes) return; /* resumed by on_written */
-  n = pl_mpscan_run(&c->scan, (const unsigned char *)c->buf, c->len);
-  if (n == 0) return;
-  if (n < 0) {
-    c->frame_error = (int)n;
-  } else {
-    c->frame_len = (size_t)n;
-    c->frame_error = 0;
-  }
-  pl_conn_hold(&c->base);
-  c->qs->st.running++;
-  c->work.data = c;
-  /* Nothing queued now, and nothing else is written to c until this request's reply. */
-  c->direct = c->wfd >= 0 && c->base.wq.pending == 0 && c->base.wq.error == 0;
-  c->sent = 0;
-  if (uv_queue_work(c->qs->loop, &c->work, work_cb, after_work) != 0) {
-    pl_conn_release(&c->base);
-    c->qs->st.running--;
-    pl_conn_close(&c->base);
   }
 }
 
@@ -301,12 +348,12 @@ static void on_connection(uv_stream_t *server, int status) {
   pl_qserver_t *qs = server->data;
   qconn_t *c;
   if (status < 0 || qs->stopping) return;
-  if (qs->st.connections >= qs->o.max_connections || !(c = calloc(1, sizeof(*c)))) {
+  if (ST_GET(qs, connections) >= qs->o.max_connections || !(c = calloc(1, sizeof(*c)))) {
     char peer[96];
-    qs->st.refused++;
+    ST_ADD(qs, refused, 1);
     if (pl_net_refuse(&qs->listener, NULL, 0, peer, sizeof(peer)) == 0)
       pl_log_warn("query: %s: refused: %s", peer,
-                  qs->st.connections >= qs->o.max_connections ? "too many connections"
+                  ST_GET(qs, connections) >= qs->o.max_connections ? "too many connections"
                                                                : "out of memory");
     return;
   }
@@ -319,12 +366,27 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   msgpack_sbuffer_init(&c->reply);
   pl_mpscan_init(&c->scan, qs->o.max_request_bytes, PL_MPSCAN_MAX_DEPTH);
-  qs->st.connections++;
-  qs->st.accepted++;
+  ST_ADD(qs, connections, 1);
+  ST_ADD(qs, accepted, 1);
   update_reading(c);
 }
 
-static void free_failed(uv_handle_t *h) {
+static void run_thread(void *arg) {
+  pl_qserver_t *qs = arg;
+  uv_run(&qs->own, UV_RUN_DEFAULT);
+  uv_async_send(&qs->done);
+}
+
+static void on_stop_async(uv_async_t *h);
+static void on_thread_done(uv_async_t *h);
+
+/* Runs own until every handle on it has closed: for a start that failed before the thread. */
+static void drain_own(pl_qserver_t *qs) {
+  uv_run(&qs->own, UV_RUN_DEFAULT);
+  uv_loop_close(&qs->own);
+}
+
+static void free_qs(uv_handle_t *h) {
   pl_qserver_t *qs = h->data;
   pthread_mutex_destroy(&qs->op_mu);
   free(qs);
@@ -335,37 +397,70 @@ int pl_qserver_start(pl_qserver_t **out, uv_loop_t *loop, pl_store_t *store,
   pl_qserver_t *qs = calloc(1, sizeof(*qs));
   int rc;
   if (!qs) return PL_ENOMEM;
-  qs->loop = loop;
+  if ((rc = uv_loop_init(&qs->own))) {
+    snprintf(err, errlen, "query loop: %s", uv_strerror(rc));
+    free(qs);
+    return rc;
+  }
+  qs->loop = &qs->own;
   qs->store = store;
   qs->o = *opts;
   pl_conn_list_init(&qs->conns, &conn_ops, opts->idle_timeout_ms / 4);
   pthread_mutex_init(&qs->op_mu, NULL);
   for (int i = 0; i < PL_QSERVER_OPS; i++) qs->ops[i].op = op_names[i];
-  rc = pl_net_listen(&qs->listener, loop, opts->listen, on_connection, qs, err, errlen);
+  /* The handles are made here, before the thread runs the loop: binding now lets the
+   * caller report the address, or the error, at once. */
+  rc = pl_net_listen(&qs->listener, &qs->own, opts->listen, on_connection, qs, err, errlen);
   if (rc) {
-    if (qs->listener.open) {
-      pl_net_listener_close(&qs->listener, free_failed);
-    } else {
-      pthread_mutex_destroy(&qs->op_mu);
-      free(qs);
+    if (qs->listener.open) pl_net_listener_close(&qs->listener, NULL);
+    goto fail;
+  }
+  if ((rc = uv_async_init(&qs->own, &qs->stop_async, on_stop_async))) {
+    snprintf(err, errlen, "query server: %s", uv_strerror(rc));
+    pl_net_listener_close(&qs->listener, NULL);
+    goto fail;
+  }
+  qs->stop_async.data = qs;
+  if ((rc = uv_async_init(loop, &qs->done, on_thread_done)) == 0) {
+    qs->done.data = qs;
+    if ((rc = uv_thread_create(&qs->thread, run_thread, qs)) == 0) {
+      *out = qs;
+      return 0;
     }
+    snprintf(err, errlen, "query thread: %s", uv_strerror(rc));
+    pl_net_listener_close(&qs->listener, NULL);
+    uv_close((uv_handle_t *)&qs->stop_async, NULL);
+    drain_own(qs);
+    uv_close((uv_handle_t *)&qs->done, free_qs); /* qs goes once the caller's loop lets go */
     return rc;
   }
-  *out = qs;
-  return 0;
+  snprintf(err, errlen, "query server: %s", uv_strerror(rc));
+  pl_net_listener_close(&qs->listener, NULL);
+  uv_close((uv_handle_t *)&qs->stop_async, NULL);
+fail:
+  drain_own(qs);
+  pthread_mutex_destroy(&qs->op_mu);
+  free(qs);
+  return rc;
 }
 
 const char *pl_qserver_address(const pl_qserver_t *qs) { return qs->listener.bound; }
 
-void pl_qserver_get_stats(const pl_qserver_t *qs, pl_qserver_stats_t *st) { *st = qs->st; }
+void pl_qserver_get_stats(const pl_qserver_t *qs, pl_qserver_stats_t *st) {
+  st->connections = ST_GET(qs, connections);
+  st->accepted = ST_GET(qs, accepted);
+  st->refused = ST_GET(qs, refused);
+  st->requests = ST_GET(qs, requests);
+  st->errors = ST_GET(qs, errors);
+  st->running = ST_GET(qs, running);
+}
 
+/* On the query thread: once stopping, with no connection left and the listener closed,
+ * closes the last handle, so that uv_run returns and the thread ends. */
 static void check_stopped(pl_qserver_t *qs) {
-  if (!qs->stopping || qs->conns.head || !qs->listener_closed || !qs->stop_cb) return;
-  void (*cb)(void *) = qs->stop_cb;
-  qs->stop_cb = NULL;
-  cb(qs->stop_arg);
-  pthread_mutex_destroy(&qs->op_mu);
-  free(qs);
+  if (!qs->stopping || qs->conns.head || !qs->listener_closed || qs->stop_closing) return;
+  qs->stop_closing = 1;
+  uv_close((uv_handle_t *)&qs->stop_async, NULL);
 }
 
 static void on_listener_closed(uv_handle_t *h) {
@@ -374,11 +469,11 @@ static void on_listener_closed(uv_handle_t *h) {
   check_stopped(qs);
 }
 
-void pl_qserver_stop(pl_qserver_t *qs, void (*cb)(void *arg), void *arg) {
+static void on_stop_async(uv_async_t *h) {
+  pl_qserver_t *qs = h->data;
+  if (qs->stopping) return;
   qs->stopping = 1;
   qs->stop_started = uv_now(qs->loop);
-  qs->stop_cb = cb;
-  qs->stop_arg = arg;
   pl_net_listener_close(&qs->listener, on_listener_closed);
   PL_CONN_EACH(qconn_t, c, &qs->conns) {
     update_reading(c);
@@ -388,4 +483,26 @@ void pl_qserver_stop(pl_qserver_t *qs, void (*cb)(void *arg), void *arg) {
       pl_conn_set_tick(&c->base, 250);
   }
   check_stopped(qs);
+}
+
+/* On the caller's loop: stop's callback, then qs goes. */
+static void on_done_closed(uv_handle_t *h) {
+  pl_qserver_t *qs = h->data;
+  if (qs->stop_cb) qs->stop_cb(qs->stop_arg);
+  pthread_mutex_destroy(&qs->op_mu);
+  free(qs);
+}
+
+/* On the caller's loop: the thread is done with every handle of own. */
+static void on_thread_done(uv_async_t *h) {
+  pl_qserver_t *qs = h->data;
+  uv_thread_join(&qs->thread);
+  if (uv_loop_close(&qs->own) != 0) pl_log_warn("query loop closed with handles open");
+  uv_close((uv_handle_t *)&qs->done, on_done_closed);
+}
+
+void pl_qserver_stop(pl_qserver_t *qs, void (*cb)(void *arg), void *arg) {
+  qs->stop_cb = cb;
+  qs->stop_arg = arg;
+  uv_async_send(&qs->stop_async);
 }

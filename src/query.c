@@ -358,6 +358,25 @@ pl_str_t pl_query_op_name(const msgpack_object *req) {
   return pl_str(op->via.str.ptr, op->via.str.size);
 }
 
+int pl_query_is_light(const msgpack_object *req) {
+  pl_str_t op = pl_query_op_name(req);
+  const msgpack_object *w;
+  uint64_t v = 0;
+  if (pl_str_eq(op, "ping") || pl_str_eq(op, "stats")) return 1;
+  if (!pl_str_eq(op, "activity")) return 0;
+  /* The window decides the number of months and days read (the default is 30). */
+  w = field(req, "window");
+  if (!w || w->type == MSGPACK_OBJECT_NIL) return 1;
+  if (w->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return w->via.u64 <= PL_QUERY_LIGHT_WINDOW;
+  if (w->type != MSGPACK_OBJECT_STR || w->via.str.size == 0 || w->via.str.size > 4) return 0;
+  for (uint32_t i = 0; i < w->via.str.size; i++) {
+    char ch = w->via.str.ptr[i];
+    if (ch < '0' || ch > '9') return 0;
+    v = v * 10 + (uint64_t)(ch - '0');
+  }
+  return v <= PL_QUERY_LIGHT_WINDOW;
+}
+
 /* ---- arguments ---- */
 
 /* An argument's value; NULL when absent or nil, so nil means "use the default". */

@@ -1,6 +1,7 @@
 /* The query server: a stream of MessagePack request maps per connection (TCP or unix
- * socket), one reply map each, in order. Requests run on libuv's work pool, one at a time
- * per connection, so a heavy query never delays ingest or acks on the loop. */
+ * socket), one reply map each, in order. Connections live on a thread with a loop of its
+ * own, so no query delays ingest or acks; light requests (pl_query_is_light) run there,
+ * the rest on libuv's work pool, one request at a time per connection. */
 #ifndef PARLEY_QSERVER_H
 #define PARLEY_QSERVER_H
 
@@ -41,12 +42,17 @@ typedef struct pl_qserver_op_stats {
   uint64_t us_hist[PL_QSERVER_HIST]; /* requests that took < 2^i * 16 us */
 } pl_qserver_op_stats_t;
 
+/* Binds opts->listen and starts the query thread. loop is the caller's: pl_qserver_stop's
+ * callback fires on it. Returns 0, or an error with a sentence in err (nothing is left
+ * running then). The store must outlive the server. */
 int pl_qserver_start(pl_qserver_t **out, uv_loop_t *loop, pl_store_t *store,
                      const pl_qserver_opts_t *opts, char *err, size_t errlen);
 const char *pl_qserver_address(const pl_qserver_t *qs);
-/* Stops accepting, lets running queries finish, closes every connection, then fires cb;
- * qs is freed after cb returns. */
+/* Called on the caller's loop: stops accepting, lets running queries finish, closes every
+ * connection, ends the thread, then fires cb on the caller's loop; qs is freed after cb
+ * returns. */
 void pl_qserver_stop(pl_qserver_t *qs, void (*cb)(void *arg), void *arg);
+/* Thread-safe. */
 void pl_qserver_get_stats(const pl_qserver_t *qs, pl_qserver_stats_t *st);
 /* Copies the per-op latency table (PL_QSERVER_OPS rows; the last is "other"). Thread-safe. */
 void pl_qserver_get_op_stats(pl_qserver_t *qs, pl_qserver_op_stats_t out[PL_QSERVER_OPS]);

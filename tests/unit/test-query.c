@@ -1559,6 +1559,52 @@ static void test_op_name(void **state) {
   msgpack_sbuffer_destroy(&sb);
 }
 
+/* Whether a request text (JSON, ' for ") is light. */
+static int light(const char *text) {
+  char *t = dq(text);
+  json_error_t err;
+  json_t *j = json_loads(t, JSON_DECODE_ANY, &err);
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_unpacked u;
+  size_t off = 0;
+  int r;
+  free(t);
+  assert_non_null(j);
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  pack_json(&pk, j);
+  msgpack_unpacked_init(&u);
+  assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+  r = pl_query_is_light(&u.data);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&sb);
+  json_decref(j);
+  return r;
+}
+
+/* Bounded requests only: the query thread runs these itself. */
+static void test_is_light(void **state) {
+  (void)state;
+  assert_true(light("{'op':'ping'}"));
+  assert_true(light("{'op':'stats','req':1}"));
+  assert_true(light("{'op':'activity','institution':'A'}"));
+  assert_true(light("{'op':'activity','institution':'A','window':null}"));
+  assert_true(light("{'op':'activity','institution':'A','window':365}"));
+  assert_true(light("{'op':'activity','institution':'A','window':'400'}"));
+  assert_false(light("{'op':'activity','institution':'A','window':401}"));
+  assert_false(light("{'op':'activity','institution':'A','window':'36525'}"));
+  assert_false(light("{'op':'activity','institution':'A','window':'3x'}"));
+  assert_false(light("{'op':'activity','institution':'A','window':-1}"));
+  assert_false(light("{'op':'top'}"));
+  assert_false(light("{'op':'events','limit':1}"));
+  assert_false(light("{'op':'series','institution':'A'}"));
+  assert_false(light("{'op':'pair','a':'A','b':'B'}"));
+  assert_false(light("{'op':'nope'}"));
+  assert_false(light("['ping']"));
+  assert_false(light("{}"));
+}
+
 /* ====================================================================================
  * Generated data against a model. Records come from a seeded PRNG: institutions drawn
  * with a Zipf-like skew, 1-5 topics that always include "trade" (so a topic filter on it
@@ -2616,6 +2662,7 @@ int main(void) {
       cmocka_unit_test(test_unavailable),
       cmocka_unit_test_setup_teardown(test_internal, setup, teardown),
       cmocka_unit_test(test_op_name),
+      cmocka_unit_test(test_is_light),
       cmocka_unit_test_setup_teardown(test_model_activity, setup, teardown),
       cmocka_unit_test_setup_teardown(test_model_top, setup, teardown),
       cmocka_unit_test_setup_teardown(test_model_series, setup, teardown),
