@@ -363,6 +363,19 @@ int pl_query_is_light(const msgpack_object *req) {
   const msgpack_object *w;
   uint64_t v = 0;
   if (pl_str_eq(op, "ping") || pl_str_eq(op, "stats")) return 1;
+  if (pl_str_eq(op, "series")) {
+    /* Day headers or per-period walks over a range given in full; two filters would make
+     * it a scan of the events. */
+    const msgpack_object *a = field(req, "from"), *b = field(req, "to");
+    const msgpack_object *k = field(req, "kind"), *t = field(req, "topic");
+    uint32_t d1, d2;
+    if (k && k->type != MSGPACK_OBJECT_NIL && t && t->type != MSGPACK_OBJECT_NIL) return 0;
+    if (!a || !b || a->type != MSGPACK_OBJECT_STR || b->type != MSGPACK_OBJECT_STR) return 0;
+    if (pl_date_parse(a->via.str.ptr, a->via.str.size, &d1) ||
+        pl_date_parse(b->via.str.ptr, b->via.str.size, &d2))
+      return 0;
+    return d2 >= d1 && d2 - d1 < PL_QUERY_LIGHT_WINDOW;
+  }
   if (!pl_str_eq(op, "activity")) return 0;
   /* The window decides the number of months and days read (the default is 30). */
   w = field(req, "window");

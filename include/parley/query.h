@@ -52,9 +52,10 @@ int pl_query_pack_error(msgpack_packer *pk, const msgpack_object *req, pl_qerr_t
 pl_str_t pl_query_op_name(const msgpack_object *req);
 
 /* Returns 1 when req costs a bounded, small amount whatever the store holds (ping, stats,
- * activity over at most PL_QUERY_LIGHT_WINDOW days), else 0. A server may run such a
- * request where it read it, sparing the hand-off to a pool thread; anything that scans
- * (events, rejects, top, series, pair, long windows) goes to the pool. Reads only req. */
+ * activity over at most PL_QUERY_LIGHT_WINDOW days, series over a from..to range that
+ * short with at most one filter), else 0. A server may run such a request where it read
+ * it, sparing the hand-off to a pool thread; anything that scans (events, rejects, top,
+ * pair, long ranges) goes to the pool. Reads only req. */
 #define PL_QUERY_LIGHT_WINDOW 400
 int pl_query_is_light(const msgpack_object *req);
 

@@ -1599,6 +1599,13 @@ static void test_is_light(void **state) {
   assert_false(light("{'op':'top'}"));
   assert_false(light("{'op':'events','limit':1}"));
   assert_false(light("{'op':'series','institution':'A'}"));
+  assert_true(light("{'op':'series','institution':'A','from':'2020-01-01','to':'2020-12-31'}"));
+  assert_true(light("{'op':'series','from':'2020-01-01','to':'2020-01-01','bucket':'week','kind':'visit'}"));
+  assert_false(light("{'op':'series','from':'2020-01-01','to':'2021-02-04'}"));
+  assert_false(light("{'op':'series','from':'2020-01-02','to':'2020-01-01'}"));
+  assert_false(light("{'op':'series','from':'2020-01-01'}"));
+  assert_false(light("{'op':'series','from':'2020-01-01','to':'2020-13-01'}"));
+  assert_false(light("{'op':'series','from':'2020-01-01','to':'2020-02-01','kind':'visit','topic':'x'}"));
   assert_false(light("{'op':'pair','a':'A','b':'B'}"));
   assert_false(light("{'op':'nope'}"));
   assert_false(light("['ping']"));
