@@ -46,8 +46,23 @@ typedef struct pairset {
 #define KEEP_SET_SLOTS 262144
 #define KEEP_BYTES (1u << 20)
 
+/* The merged sections of a run of whole months of one institution (see months_run). */
+typedef struct mrun {
+  uint64_t store, stamp; /* pl_store_instance; last use, for eviction (0: slot free) */
+  uint32_t inst, m1, m2;
+  struct fp_row *fp;     /* the month rows it was merged from (fp_of), the check */
+  uint64_t events, participants, active_days;
+  pl_agg_entry_t *ent; /* the merged sections, one after another */
+  uint32_t nent[PL_AGG_COUNTERPARTS + 1];
+  size_t bytes;
+} mrun_t;
+
+#define MRUN_SLOTS 64
+#define MRUN_MAX_MONTHS 24
+
 typedef struct scratch {
-  pl_idmap_t map[PL_AGG_COUNTERPARTS + 2]; /* one a section; the last for top's values */
+  /* one a section; then top's values (4); then a run of months' sections (5..8) */
+  pl_idmap_t map[2 * (PL_AGG_COUNTERPARTS + 1) + 1];
   pairset_t set;
   void *buf[3]; /* 0: rank rows; 1: result rows; 2: sorting */
   size_t cap[3];
@@ -62,7 +77,17 @@ typedef struct scratch {
    * names), when they fit in KEEP_BYTES; NULL otherwise. */
   char *names;
   uint32_t *name_off, *name_len;
+  mrun_t mrun[MRUN_SLOTS];
+  size_t mrun_bytes;
+  uint64_t mrun_clock;
 } scratch_t;
+
+static void mrun_drop(scratch_t *sc, mrun_t *e) {
+  sc->mrun_bytes -= e->bytes;
+  free(e->fp);
+  free(e->ent);
+  memset(e, 0, sizeof(*e));
+}
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -79,6 +104,7 @@ static void scratch_free(void *p) {
   free(sc->names);
   free(sc->name_off);
   free(sc->name_len);
+  for (size_t i = 0; i < MRUN_SLOTS; i++) mrun_drop(sc, &sc->mrun[i]);
   free(sc);
 }
 
@@ -1301,6 +1327,176 @@ static int act_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t k
   return 0;
 }
 
+/* ---- whole months merged once ---- */
+
+/* A busy institution's activity is mostly the merge of its whole months' sections (some
+ * 25,000 entries over a year), and the same months are merged again by every window that
+ * covers them. Each thread keeps the merged sections of recent runs of whole months, and
+ * uses an entry only while every month row it was merged from has the header and section
+ * sizes it had then. That is enough because a month's row only ever grows: it changes when
+ * a fold adds events to it, and then its event count changes (nothing takes events out of
+ * an aggregate; a rebuild is a new process, and so a new store instance). Checking the
+ * headers, not the bytes, is what makes this cheap: a row's bytes are cache misses. */
+static size_t mrun_max_bytes = 8u << 20;
+static uint32_t mrun_min_entries = 4096;
+
+void pl_query_set_month_cache(size_t max_bytes, uint32_t min_entries) {
+  mrun_max_bytes = max_bytes;
+  mrun_min_entries = min_entries;
+}
+
+/* What an entry keeps of each month row: presence, header, section sizes. */
+typedef struct fp_row {
+  uint32_t have, events, active_days, first_day, last_day;
+  uint32_t n[PL_AGG_NSECT], len[PL_AGG_NSECT];
+  uint64_t participants;
+} fp_row_t;
+
+static void fp_of(fp_row_t *f, const pl_agg_view_t *v, int have) {
+  memset(f, 0, sizeof(*f));
+  f->have = (uint32_t)have;
+  if (!have) return;
+  f->events = v->events;
+  f->active_days = v->active_days;
+  f->first_day = v->first_day;
+  f->last_day = v->last_day;
+  f->participants = v->participants;
+  memcpy(f->n, v->n, sizeof(f->n));
+  memcpy(f->len, v->len, sizeof(f->len));
+}
+
+/* Adds merged sections (nent[s] entries of each, one section after another) into a. */
+static int act_add_entries(act_t *a, const pl_agg_entry_t *ent, const uint32_t *nent) {
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) {
+    for (uint32_t k = 0; k < nent[s]; k++)
+      if (!pl_idmap_add(a->sect[s], ent[k].id, ent[k].events, ent[k].participants))
+        return PL_ENOMEM;
+    ent += nent[s];
+  }
+  return 0;
+}
+
+/* Keeps the merge t of months m1..m2 (rows v, have), evicting the least recently used
+ * entries past the budget. Out of memory only means it is not kept. */
+static void mrun_keep(qctx_t *q, uint32_t inst, uint32_t m1, uint32_t m2, const pl_agg_view_t *v,
+                      const int *have, const act_t *t) {
+  scratch_t *sc = q->sc;
+  mrun_t e, *slot = NULL;
+  size_t nall = 0, at = 0, nm = m2 - m1 + 1;
+  memset(&e, 0, sizeof(e));
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++)
+    for (uint32_t i = 0; i < t->sect[s]->cap; i++) nall += t->sect[s]->slots[i].id != 0;
+  e.bytes = nm * sizeof(fp_row_t) + nall * sizeof(pl_agg_entry_t) + sizeof(e);
+  if (e.bytes > mrun_max_bytes / 4) return;
+  if (!(e.fp = malloc(nm * sizeof(*e.fp))) ||
+      !(e.ent = malloc((nall ? nall : 1) * sizeof(*e.ent)))) {
+    free(e.fp);
+    return;
+  }
+  for (size_t i = 0; i < nm; i++) fp_of(&e.fp[i], &v[i], have[i]);
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) {
+    const pl_idmap_t *m = t->sect[s];
+    size_t start = at;
+    for (uint32_t i = 0; i < m->cap; i++)
+      if (m->slots[i].id) e.ent[at++] = m->slots[i];
+    e.nent[s] = (uint32_t)(at - start);
+  }
+  e.store = pl_store_instance(q->s);
+  e.inst = inst;
+  e.m1 = m1;
+  e.m2 = m2;
+  e.events = t->events;
+  e.participants = t->participants;
+  e.active_days = t->active_days;
+  for (;;) {
+    mrun_t *old = NULL;
+    slot = NULL;
+    for (size_t i = 0; i < MRUN_SLOTS; i++) {
+      mrun_t *x = &sc->mrun[i];
+      if (!x->stamp) {
+        if (!slot) slot = x;
+      } else if (x->store == e.store && x->inst == inst && x->m1 == m1 && x->m2 == m2) {
+        mrun_drop(sc, x); /* the same run with other rows: replaced */
+        if (!slot) slot = x;
+      } else if (!old || x->stamp < old->stamp) {
+        old = x;
+      }
+    }
+    if (slot && sc->mrun_bytes + e.bytes <= mrun_max_bytes) break;
+    if (!old) { /* nothing left to evict */
+      free(e.fp);
+      free(e.ent);
+      return;
+    }
+    mrun_drop(sc, old);
+  }
+  e.stamp = ++sc->mrun_clock;
+  *slot = e;
+  sc->mrun_bytes += e.bytes;
+}
+
+/* Adds the whole months m1..m2 (fresh, none stale) of w's institution into a, from a kept
+ * merge when the rows are the ones it was made from. */
+static int months_run(qctx_t *q, walk_t *w, act_t *a, uint32_t m1, uint32_t m2) {
+  scratch_t *sc = q->sc;
+  pl_agg_view_t v[MRUN_MAX_MONTHS];
+  int have[MRUN_MAX_MONTHS];
+  uint32_t n = m2 - m1 + 1;
+  size_t entries = 0;
+  uint64_t store = pl_store_instance(q->s);
+  act_t t;
+  int rc;
+  for (uint32_t i = 0; i < n && n <= MRUN_MAX_MONTHS; i++)
+    if (pl_store_month_stale(q->t, m1 + i)) n = MRUN_MAX_MONTHS + 1;
+  if (n > MRUN_MAX_MONTHS || mrun_max_bytes == 0)
+    return walk_range(w, pl_date_month_first(m1),
+                      pl_date_month_first(m2) + (uint32_t)pl_date_month_len(m2) - 1, act_visit, a);
+  for (uint32_t i = 0; i < n; i++) {
+    rc = walk_get(w, 1, m1 + i, &v[i]);
+    if (rc != 0 && rc != PL_ENOTFOUND) return rc;
+    have[i] = rc == 0;
+    for (int s = 0; have[i] && s <= PL_AGG_COUNTERPARTS; s++) entries += v[i].n[s];
+  }
+  if (entries < mrun_min_entries) {
+    for (uint32_t i = 0; i < n; i++)
+      if (have[i] && (rc = act_visit(a, &v[i], 1, m1 + i, 0))) return rc;
+    return 0;
+  }
+  for (size_t k = 0; k < MRUN_SLOTS; k++) {
+    mrun_t *e = &sc->mrun[k];
+    uint32_t i;
+    if (!e->stamp || e->store != store || e->inst != w->a || e->m1 != m1 || e->m2 != m2) continue;
+    for (i = 0; i < n; i++) {
+      fp_row_t f;
+      fp_of(&f, &v[i], have[i]);
+      if (memcmp(&f, &e->fp[i], sizeof(f)) != 0) break;
+    }
+    if (i < n) break; /* a row grew: merged afresh below, and replaced */
+    e->stamp = ++sc->mrun_clock;
+    a->events += e->events;
+    a->participants += e->participants;
+    a->active_days += e->active_days;
+    return act_add_entries(a, e->ent, e->nent);
+  }
+  memset(&t, 0, sizeof(t));
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++)
+    t.sect[s] = scratch_map(sc, PL_AGG_COUNTERPARTS + 2 + s, s == PL_AGG_COUNTERPARTS);
+  for (uint32_t i = 0; i < n; i++)
+    if (have[i] && (rc = act_visit(&t, &v[i], 1, m1 + i, 0))) return rc;
+  mrun_keep(q, w->a, m1, m2, v, have, &t);
+  a->events += t.events;
+  a->participants += t.participants;
+  a->active_days += t.active_days;
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) {
+    const pl_idmap_t *m = t.sect[s];
+    for (uint32_t i = 0; i < m->cap; i++)
+      if (m->slots[i].id &&
+          !pl_idmap_add(a->sect[s], m->slots[i].id, m->slots[i].events, m->slots[i].participants))
+        return PL_ENOMEM;
+  }
+  return 0;
+}
+
 static int events_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t key, int neg) {
   uint64_t *sum = arg;
   (void)is_month;
@@ -1342,7 +1538,17 @@ static int op_activity(qctx_t *q) {
       if (!rc && w.month != m) rc = PL_ECORRUPT; /* the walk always reads a day's month */
       if (!rc && w.month_events < a.events) rc = PL_ECORRUPT;
       if (!rc) prev = w.month_events - a.events;
-      if (!rc) rc = walk_range(&w, mlast + 1, to, act_visit, &a);
+      if (!rc) {
+        /* The whole months, then the days of to's month (unless to ends it). */
+        uint32_t mt = pl_date_month(to), tfirst = pl_date_month_first(mt);
+        uint32_t m2 = to == tfirst + (uint32_t)pl_date_month_len(mt) - 1 ? mt : mt - 1;
+        if (m + 1 <= m2) {
+          rc = months_run(q, &w, &a, m + 1, m2);
+          if (!rc && m2 < mt) rc = walk_range(&w, tfirst, to, act_visit, &a);
+        } else {
+          rc = walk_range(&w, mlast + 1, to, act_visit, &a);
+        }
+      }
       if (!rc && pfrom < mfirst) rc = walk_range(&w, pfrom, mfirst - 1, events_visit, &prev);
     } else {
       rc = walk_range(&w, from, to, act_visit, &a);

@@ -59,4 +59,9 @@ pl_str_t pl_query_op_name(const msgpack_object *req);
 #define PL_QUERY_LIGHT_WINDOW 400
 int pl_query_is_light(const msgpack_object *req);
 
+/* Sets how much memory each thread may keep of merged runs of whole months (activity
+ * reuses them while the month rows are unchanged; 0 keeps none) and the fewest merged
+ * entries worth keeping. Defaults: 8 MiB, 4096. Call before queries run. */
+void pl_query_set_month_cache(size_t max_bytes, uint32_t min_entries);
+
 #endif
