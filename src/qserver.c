@@ -32,14 +32,15 @@ typedef struct qconn {
   uv_work_t work;
   struct pl_qserver *qs;
   char *buf;
-  size_t len, cap;
+  size_t off, len, cap; /* [off, len) is not yet answered; off is the current request */
   pl_mpscan_t scan;
-  /* the request being run: decoded on the query thread, its strings pointing into buf
-   * (which is not read into meanwhile) */
+  /* the request being run, at buf + off; decoded, its strings point into buf (which is not
+   * read into or compacted meanwhile) */
   size_t frame_len;
   int frame_error;         /* PL_ETOOBIG / PL_EDEPTH / PL_EPROTO: reply and close */
-  int decoded;             /* req holds the request; else the reply says it is not MessagePack */
+  int decoded;             /* 1: req holds the request; -1: it is not MessagePack; 0: not yet */
   msgpack_unpacked req;
+  int more;                /* complete requests left for the next turn of the loop (resume) */
   msgpack_sbuffer reply;
   int eof;
   int close_after;
@@ -53,15 +54,18 @@ typedef struct qconn {
   size_t sent;
 } qconn_t;
 
-/* Owns its loop and thread. Everything below runs on that thread, except what the caller's
- * loop touches: stop_cb/stop_arg, done (an async on the caller's loop, fired when the thread
- * has ended), and st, read through pl_qserver_get_stats with atomic loads. */
+/* Owns its loop and thread. Everything below runs on that thread, except: stop_cb/stop_arg
+ * and done (an async on the caller's loop, fired when the thread has ended), used by the
+ * caller's loop; st, read through pl_qserver_get_stats with atomic loads; ops, under op_mu
+ * (the HTTP API records into it too); listener.bound, written before the thread starts. */
 struct pl_qserver {
   uv_loop_t *loop; /* &own */
   uv_loop_t own;
   uv_thread_t thread;
   uv_async_t stop_async; /* on own: pl_qserver_stop asks the thread to stop */
   uv_async_t done;       /* on the caller's loop: the thread has returned from uv_run */
+  uv_idle_t resume;      /* runs the connections with more set, a batch each turn */
+  unsigned nmore;        /* connections with more set */
   int stop_closing;
   pl_store_t *store;
   pl_qserver_opts_t o;
@@ -78,6 +82,8 @@ struct pl_qserver {
 };
 
 static void process(qconn_t *c);
+static void set_more(qconn_t *c, int more);
+static void on_resume(uv_idle_t *h);
 static void check_stopped(pl_qserver_t *qs);
 
 /* st is written only by the query thread, and read by others (metrics, stats replies). */
@@ -112,7 +118,8 @@ static void on_free(pl_conn_t *base) {
   qconn_t *c = (qconn_t *)base;
   pl_qserver_t *qs = c->qs;
   free(c->buf);
-  if (c->decoded) msgpack_unpacked_destroy(&c->req);
+  if (c->decoded > 0) msgpack_unpacked_destroy(&c->req);
+  if (c->more) set_more(c, 0);
   msgpack_sbuffer_destroy(&c->reply);
   if (c->wfd >= 0) close(c->wfd);
   ST_ADD(qs, connections, -1);
@@ -159,21 +166,44 @@ static void send_direct(qconn_t *c) {
   }
 }
 
-/* On the query thread: decodes the framed request into c->req. Returns 1 when it may run
- * here (pl_query_is_light, or a frame error, whose reply needs no store), 0 for the pool. */
-static int decode(qconn_t *c) {
+/* Light requests are a few hundred bytes; a bigger frame is decoded on the pool, so that a
+ * connection waiting for a pool thread never holds a decoded copy (msgpack-c spends 24
+ * bytes an element) of a large request. */
+#define LIGHT_FRAME_MAX 4096
+/* Light requests run back to back on one connection at most this many a turn of the loop,
+ * so a client that pipelines thousands cannot keep the others waiting. */
+#define LIGHT_BATCH 16
+
+/* Decodes the framed request into c->req (c->decoded 1, or -1 when it is not MessagePack). */
+static void decode(qconn_t *c) {
   size_t off = 0;
-  if (c->frame_error) return 1;
-  if (!c->decoded) msgpack_unpacked_init(&c->req);
+  msgpack_unpacked_init(&c->req);
   /* The frame was validated by the scanner: decoding allocates at most in proportion to it. */
-  c->decoded = msgpack_unpack_next(&c->req, c->buf, c->frame_len, &off) == MSGPACK_UNPACK_SUCCESS;
-  if (!c->decoded) msgpack_unpacked_destroy(&c->req);
-  return !c->decoded || pl_query_is_light(&c->req.data);
+  if (msgpack_unpack_next(&c->req, c->buf + c->off, c->frame_len, &off) == MSGPACK_UNPACK_SUCCESS) {
+    c->decoded = 1;
+  } else {
+    msgpack_unpacked_destroy(&c->req);
+    c->decoded = -1;
+  }
 }
 
-/* On the query thread or a pool thread: packs the reply to the decoded request (or to the
- * framing error). */
-static void build_reply(qconn_t *c) {
+/* On the query thread: whether the framed request may run here (a small light request, or
+ * a frame error, whose reply needs no store). Decodes small frames. */
+static int runs_here(qconn_t *c) {
+  if (c->frame_error) return 1;
+  if (c->frame_len > LIGHT_FRAME_MAX) return 0;
+  decode(c);
+  if (c->decoded < 0 || pl_query_is_light(&c->req.data)) return 1;
+  /* Not kept while it waits for a pool thread (which decodes it again). */
+  msgpack_unpacked_destroy(&c->req);
+  c->decoded = 0;
+  return 0;
+}
+
+/* On the query thread (no_wait) or a pool thread: packs the reply to the request (or to
+ * the framing error). Returns 0, or PL_EAGAIN with no_wait when the store's map is being
+ * resized (nothing packed: run it on the pool instead). */
+static int build_reply(qconn_t *c, int no_wait) {
   pl_qserver_t *qs = c->qs;
   msgpack_packer pk;
   uint64_t t0 = mono_us();
@@ -184,27 +214,33 @@ static void build_reply(qconn_t *c) {
                         c->frame_error == PL_ETOOBIG ? "request larger than query.max_request_bytes"
                         : c->frame_error == PL_EDEPTH ? "request nested too deeply"
                                                       : "request is not valid MessagePack");
-    return;
+    return 0;
   }
-  if (!c->decoded) {
+  if (c->decoded == 0) decode(c);
+  if (c->decoded < 0) {
     pl_query_pack_error(&pk, NULL, PL_QERR_BAD_REQUEST, "request is not valid MessagePack");
     pl_qserver_record(qs, pl_str("", 0), mono_us() - t0);
-    return;
+    return 0;
   }
   {
     pl_query_env_t env = {0};
+    int rc;
     if (qs->o.env) qs->o.env(qs->o.env_arg, &env);
-    if (pl_query_exec(qs->store, &env, &c->req.data, &pk) != 0) {
+    env.no_wait = no_wait;
+    rc = pl_query_exec(qs->store, &env, &c->req.data, &pk);
+    if (rc == PL_EAGAIN && no_wait) return rc;
+    if (rc != 0) {
       msgpack_sbuffer_clear(&c->reply);
       pl_query_pack_error(&pk, NULL, PL_QERR_INTERNAL, "out of memory");
     }
   }
   pl_qserver_record(qs, pl_query_op_name(&c->req.data), mono_us() - t0);
+  return 0;
 }
 
 static void work_cb(uv_work_t *req) {
   qconn_t *c = req->data;
-  build_reply(c);
+  build_reply(c, 0);
   send_direct(c);
 }
 
@@ -214,10 +250,8 @@ static void work_cb(uv_work_t *req) {
 static int finish(qconn_t *c) {
   pl_qserver_t *qs = c->qs;
   ST_ADD(qs, requests, 1);
-  if (c->decoded) {
-    msgpack_unpacked_destroy(&c->req);
-    c->decoded = 0;
-  }
+  if (c->decoded > 0) msgpack_unpacked_destroy(&c->req);
+  c->decoded = 0;
   if (c->sent < c->reply.size &&
       pl_conn_send(&c->base, c->reply.data + c->sent, c->reply.size - c->sent) != 0)
     return -1;
@@ -225,10 +259,10 @@ static int finish(qconn_t *c) {
     ST_ADD(qs, errors, 1);
     pl_log_warn("query: %s: closing: %s", c->base.peer, pl_strerror(c->frame_error));
     c->close_after = 1;
-    c->len = 0;
+    c->off = c->len = 0;
   } else {
-    memmove(c->buf, c->buf + c->frame_len, c->len - c->frame_len);
-    c->len -= c->frame_len;
+    c->off += c->frame_len; /* compacted once a batch, in process() */
+    if (c->off == c->len) c->off = c->len = 0;
   }
   c->frame_len = 0;
   pl_mpscan_reset(&c->scan);
@@ -251,16 +285,29 @@ static void after_work(uv_work_t *req, int status) {
   maybe_finish(c);
 }
 
-/* Runs the complete requests in c's buffer, in order: light ones here, one after another;
- * at the first other one, hands it to the work pool and returns (after_work comes back). */
-static void process(qconn_t *c) {
-  for (;;) {
+static void set_more(qconn_t *c, int more) {
+  pl_qserver_t *qs = c->qs;
+  if (c->more == more) return;
+  c->more = more;
+  if (more && qs->nmore++ == 0) uv_idle_start(&qs->resume, on_resume);
+  if (!more && --qs->nmore == 0) uv_idle_stop(&qs->resume);
+}
+
+/* Runs the complete requests in c's buffer, in order: light ones here, up to LIGHT_BATCH
+ * (then the rest wait for the next turn of the loop); at the first other one, hands it to
+ * the work pool and returns (after_work comes back). */
+static void run_requests(qconn_t *c) {
+  for (unsigned batch = 0;; batch++) {
     ssize_t n;
-    if (c->base.holds || c->base.closing || c->close_after || c->qs->stopping || c->len == 0)
+    if (c->base.holds || c->base.closing || c->close_after || c->qs->stopping || c->off == c->len)
       return;
     if (c->base.wq.pending > c->qs->o.write_queue_max_bytes) return; /* resumed by on_written */
-    n = pl_mpscan_run(&c->scan, (const unsigned char *)c->buf, c->len);
+    n = pl_mpscan_run(&c->scan, (const unsigned char *)c->buf + c->off, c->len - c->off);
     if (n == 0) return;
+    if (batch == LIGHT_BATCH) {
+      set_more(c, 1); /* the frame is kept by the scanner until then */
+      return;
+    }
     if (n < 0) {
       c->frame_error = (int)n;
     } else {
@@ -268,9 +315,9 @@ static void process(qconn_t *c) {
       c->frame_error = 0;
     }
     c->sent = 0;
-    if (decode(c)) {
-      /* Cheaper than waking a pool thread and then this loop again for the reply. */
-      build_reply(c);
+    /* Cheaper than waking a pool thread and then this loop again for the reply; but never
+     * waiting here for the store (a map resize waits for the longest reader). */
+    if (runs_here(c) && build_reply(c, 1) == 0) {
       if (finish(c) != 0) return;
       continue;
     }
@@ -285,6 +332,27 @@ static void process(qconn_t *c) {
       pl_conn_close(&c->base);
     }
     return;
+  }
+}
+
+static void process(qconn_t *c) {
+  set_more(c, 0);
+  run_requests(c);
+  /* Answered requests leave the buffer once a batch, not each (a memmove of the rest). */
+  if (c->off && !c->base.holds) {
+    memmove(c->buf, c->buf + c->off, c->len - c->off);
+    c->len -= c->off;
+    c->off = 0;
+  }
+}
+
+static void on_resume(uv_idle_t *h) {
+  pl_qserver_t *qs = h->data;
+  PL_CONN_EACH(qconn_t, c, &qs->conns) {
+    if (!c->more) continue;
+    process(c);
+    update_reading(c);
+    maybe_finish(c);
   }
 }
 
@@ -323,6 +391,7 @@ static void on_read(pl_conn_t *base, ssize_t nread) {
     c->buf = NULL;
     c->cap = 0;
   }
+  maybe_finish(c); /* a frame error's reply may have gone out at once */
 }
 
 static void on_idle(pl_conn_t *base, uint64_t now) {
@@ -421,6 +490,8 @@ int pl_qserver_start(pl_qserver_t **out, uv_loop_t *loop, pl_store_t *store,
     goto fail;
   }
   qs->stop_async.data = qs;
+  uv_idle_init(&qs->own, &qs->resume); /* cannot fail */
+  qs->resume.data = qs;
   if ((rc = uv_async_init(loop, &qs->done, on_thread_done)) == 0) {
     qs->done.data = qs;
     if ((rc = uv_thread_create(&qs->thread, run_thread, qs)) == 0) {
@@ -430,6 +501,7 @@ int pl_qserver_start(pl_qserver_t **out, uv_loop_t *loop, pl_store_t *store,
     snprintf(err, errlen, "query thread: %s", uv_strerror(rc));
     pl_net_listener_close(&qs->listener, NULL);
     uv_close((uv_handle_t *)&qs->stop_async, NULL);
+    uv_close((uv_handle_t *)&qs->resume, NULL);
     drain_own(qs);
     uv_close((uv_handle_t *)&qs->done, free_qs); /* qs goes once the caller's loop lets go */
     return rc;
@@ -437,6 +509,7 @@ int pl_qserver_start(pl_qserver_t **out, uv_loop_t *loop, pl_store_t *store,
   snprintf(err, errlen, "query server: %s", uv_strerror(rc));
   pl_net_listener_close(&qs->listener, NULL);
   uv_close((uv_handle_t *)&qs->stop_async, NULL);
+  uv_close((uv_handle_t *)&qs->resume, NULL);
 fail:
   drain_own(qs);
   pthread_mutex_destroy(&qs->op_mu);
@@ -461,6 +534,7 @@ static void check_stopped(pl_qserver_t *qs) {
   if (!qs->stopping || qs->conns.head || !qs->listener_closed || qs->stop_closing) return;
   qs->stop_closing = 1;
   uv_close((uv_handle_t *)&qs->stop_async, NULL);
+  uv_close((uv_handle_t *)&qs->resume, NULL);
 }
 
 static void on_listener_closed(uv_handle_t *h) {

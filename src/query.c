@@ -82,8 +82,12 @@ typedef struct scratch {
   uint64_t mrun_clock;
 } scratch_t;
 
+/* Bytes that every thread's kept month runs hold together (see months_run). */
+static size_t mrun_total;
+
 static void mrun_drop(scratch_t *sc, mrun_t *e) {
   sc->mrun_bytes -= e->bytes;
+  __atomic_sub_fetch(&mrun_total, e->bytes, __ATOMIC_RELAXED);
   free(e->fp);
   free(e->ent);
   memset(e, 0, sizeof(*e));
@@ -203,6 +207,7 @@ struct qctx {
   outbuf_t out;
   pl_qerr_t code;
   char msg[512];
+  int again; /* no_wait and the store was resizing: nothing packed */
 };
 
 /* Packing calls are not checked one by one: a failed write marks the buffer, which is then
@@ -1337,7 +1342,7 @@ static int act_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_t k
  * a fold adds events to it, and then its event count changes (nothing takes events out of
  * an aggregate; a rebuild is a new process, and so a new store instance). Checking the
  * headers, not the bytes, is what makes this cheap: a row's bytes are cache misses. */
-static size_t mrun_max_bytes = 8u << 20;
+static size_t mrun_max_bytes = 8u << 20; /* for all threads together */
 static uint32_t mrun_min_entries = 4096;
 
 void pl_query_set_month_cache(size_t max_bytes, uint32_t min_entries) {
@@ -1422,8 +1427,13 @@ static void mrun_keep(qctx_t *q, uint32_t inst, uint32_t m1, uint32_t m2, const 
         old = x;
       }
     }
-    if (slot && sc->mrun_bytes + e.bytes <= mrun_max_bytes) break;
-    if (!old) { /* nothing left to evict */
+    /* The budget is shared by all threads; a thread makes room only from its own. */
+    if (slot) {
+      size_t was = __atomic_fetch_add(&mrun_total, e.bytes, __ATOMIC_RELAXED);
+      if (was + e.bytes <= mrun_max_bytes) break;
+      __atomic_sub_fetch(&mrun_total, e.bytes, __ATOMIC_RELAXED);
+    }
+    if (!old) { /* nothing of its own left to evict */
       free(e.fp);
       free(e.ent);
       return;
@@ -2387,7 +2397,13 @@ static int run(qctx_t *q) {
                 quote(qs, sizeof(qs), op->via.str.ptr, op->via.str.size));
   if ((rc = check_args(q))) return rc;
   if (!q->op->txn) return q->op->fn(q);
-  if ((rc = pl_store_read_begin(q->s, &q->t)))
+  rc = q->env && q->env->no_wait ? pl_store_read_try_begin(q->s, &q->t)
+                                 : pl_store_read_begin(q->s, &q->t);
+  if (rc == PL_EAGAIN && q->env && q->env->no_wait) {
+    q->again = 1;
+    return rc;
+  }
+  if (rc)
     return fail(q, PL_QERR_UNAVAILABLE, "the store cannot be read now: %s", pl_strerror(rc));
   rc = pl_store_state(q->t, &q->st);
   q->sc->dense_limit = q->st.next_id; /* ids in this snapshot are below the next one */
@@ -2411,6 +2427,10 @@ int pl_query_exec(pl_store_t *s, const pl_query_env_t *env, const msgpack_object
   q.sc->out.size = 0;
   msgpack_packer_init(&q.pk, &q.out, out_write);
   rc = run(&q);
+  if (q.again) {
+    scratch_trim(q.sc);
+    return PL_EAGAIN;
+  }
   if (rc == 0 && q.out.oom) rc = fail(&q, PL_QERR_INTERNAL, "out of memory");
   if (rc == 0) {
     if (msgpack_pack_map(pk, 3) || pack_req(pk, req) || msgpack_pack_str_with_body(pk, "ok", 2) ||

@@ -13,8 +13,8 @@
 
 typedef struct pl_qserver pl_qserver_t;
 
-/* Fills the live figures of a stats reply (called on the work pool thread: must be safe to
- * call from any thread). */
+/* Fills the live figures of a stats reply (called on the query thread and on work pool
+ * threads: must be safe to call from any thread). */
 typedef void (*pl_qserver_env_cb)(void *arg, pl_query_env_t *env);
 
 typedef struct pl_qserver_opts {
@@ -44,13 +44,14 @@ typedef struct pl_qserver_op_stats {
 
 /* Binds opts->listen and starts the query thread. loop is the caller's: pl_qserver_stop's
  * callback fires on it. Returns 0, or an error with a sentence in err (nothing is left
- * running then). The store must outlive the server. */
+ * running then, though a handle may still be closing on loop). The store must outlive the
+ * server. */
 int pl_qserver_start(pl_qserver_t **out, uv_loop_t *loop, pl_store_t *store,
                      const pl_qserver_opts_t *opts, char *err, size_t errlen);
 const char *pl_qserver_address(const pl_qserver_t *qs);
-/* Called on the caller's loop: stops accepting, lets running queries finish, closes every
- * connection, ends the thread, then fires cb on the caller's loop; qs is freed after cb
- * returns. */
+/* Called once, on the caller's loop: stops accepting, lets running queries finish, closes
+ * every connection, ends the thread, then fires cb on the caller's loop; qs is freed after
+ * cb returns. */
 void pl_qserver_stop(pl_qserver_t *qs, void (*cb)(void *arg), void *arg);
 /* Thread-safe. */
 void pl_qserver_get_stats(const pl_qserver_t *qs, pl_qserver_stats_t *st);

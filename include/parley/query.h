@@ -22,6 +22,7 @@ typedef struct pl_query_env {
   const char *version;   /* parley version string */
   uint64_t connections;  /* open client connections (ingest + query + http) */
   uint64_t uptime_s;
+  int no_wait;           /* an event loop's thread: never wait for the store's map resize */
 } pl_query_env_t;
 
 /* Error codes of the protocol, as strings in replies. */
@@ -39,7 +40,9 @@ const char *pl_query_errcode(pl_qerr_t e);
  * bad_request reply). Packs exactly one reply map into pk:
  *   {"req": <req's "req" value or nil>, "ok": true, "result": {...}}
  *   {"req": ..., "ok": false, "error": {"code": str, "message": str}}
- * Returns 0 when a reply was packed (errors included), PL_ENOMEM when packing failed. */
+ * Returns 0 when a reply was packed (errors included), PL_ENOMEM when packing failed, or,
+ * with env->no_wait, PL_EAGAIN while the store's map is being resized (nothing packed:
+ * run it again where waiting is fine). */
 int pl_query_exec(pl_store_t *s, const pl_query_env_t *env, const msgpack_object *req,
                   msgpack_packer *pk);
 
@@ -51,17 +54,19 @@ int pl_query_pack_error(msgpack_packer *pk, const msgpack_object *req, pl_qerr_t
 /* Returns the op name of a request ("" when none), for metrics labels; points into req. */
 pl_str_t pl_query_op_name(const msgpack_object *req);
 
-/* Returns 1 when req costs a bounded, small amount whatever the store holds (ping, stats,
- * activity over at most PL_QUERY_LIGHT_WINDOW days, series over a from..to range that
- * short with at most one filter), else 0. A server may run such a request where it read
- * it, sparing the hand-off to a pool thread; anything that scans (events, rejects, top,
- * pair, long ranges) goes to the pool. Reads only req. */
+/* Returns 1 when req reads a bounded number of aggregate rows, whatever the store's span
+ * (ping, stats, activity over at most PL_QUERY_LIGHT_WINDOW days, series over a from..to
+ * range that short with at most one filter), else 0. Their cost still grows with what one
+ * institution's rows hold (its counterparts, up to the dictionary), not with the number
+ * of events. A server may run such a request where it read it, sparing the hand-off to a
+ * pool thread; anything that scans (events, rejects, top, pair, long ranges) goes to the
+ * pool. Reads only req. */
 #define PL_QUERY_LIGHT_WINDOW 400
 int pl_query_is_light(const msgpack_object *req);
 
-/* Sets how much memory each thread may keep of merged runs of whole months (activity
- * reuses them while the month rows are unchanged; 0 keeps none) and the fewest merged
- * entries worth keeping. Defaults: 8 MiB, 4096. Call before queries run. */
+/* Sets how much memory all threads together may keep of merged runs of whole months
+ * (activity reuses them while the month rows are unchanged; 0 keeps none) and the fewest
+ * merged entries worth keeping. Defaults: 8 MiB, 4096. Call before queries run. */
 void pl_query_set_month_cache(size_t max_bytes, uint32_t min_entries);
 
 #endif

@@ -216,6 +216,21 @@ test('malformed, oversized and unknown query requests get clear errors', async (
   q2.close();
 });
 
+test('a malformed query frame gets its error, then that connection is closed at once', async ({d}) => {
+  // Regression: once frame errors were answered on the query thread, the close waited for
+  // the idle timeout (3 s here) when the reply went out in one write.
+  for (const [bytes, code] of [[Buffer.from([0xc1]), 'bad_request'],
+    [L.encode({op: 'ping', pad: 'z'.repeat(10000)}), 'too_large']]) {
+    const c = await L.RawClient.connect(d.queryPort);
+    c.send(bytes);
+    const r = await c.nextMessage();
+    eq([r.ok, r.error.code], [false, code], 'the error reply');
+    assert(await c.closedWithin(1000), 'closed well before the idle timeout');
+    c.destroy();
+  }
+  eq((await d.q('ping')).pong, true, 'others are still served');
+});
+
 test('a query client that never reads its replies does not stop others', async ({d}) => {
   const sock = net.connect(d.queryPort, '127.0.0.1');
   sock.on('error', () => {});
