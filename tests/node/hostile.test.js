@@ -244,22 +244,29 @@ test('a query client that never reads its replies does not stop others', async (
   sock.destroy();
 });
 
-test('pipelined query requests behind a slow one are answered in order (buffer stays put)', async ({d}) => {
-  // Regression: a read while a request ran could move the buffer it was decoded from.
-  const sock = net.connect(d.queryPort, '127.0.0.1');
-  sock.on('error', () => {});
-  await new Promise((r) => sock.on('connect', r));
+// Decodes the replies arriving on a raw query socket into replies; done resolves once n
+// have come (the socket is destroyed by the test).
+function collect(sock, n) {
   const replies = [];
   const done = new Promise((resolve) => {
     (async () => {
       try {
         for await (const m of require('@msgpack/msgpack').decodeMultiStream(sock)) {
           replies.push(m);
-          if (replies.length === 4001) resolve();
+          if (replies.length === n) resolve();
         }
       } catch (e) { /* destroyed at the end */ }
     })();
   });
+  return {replies, done};
+}
+
+test('pipelined query requests behind a slow one are answered in order (buffer stays put)', async ({d}) => {
+  // Regression: a read while a request ran could move the buffer it was decoded from.
+  const sock = net.connect(d.queryPort, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  const {replies, done} = collect(sock, 4001);
   const parts = [L.encode({op: 'events', limit: 10000, req: 'x'.repeat(3000)})];
   for (let i = 0; i < 4000; i++) parts.push(L.encode({op: 'ping', req: i}));
   sock.write(Buffer.concat(parts));
@@ -316,17 +323,7 @@ test('replies to a client that stops reading arrive whole and in order once it r
   // The daemon fills the socket and queues the rest. Not scaled for slow builds: a client
   // that reads nothing for the idle timeout (3 s here) is closed as deaf, by design.
   await L.sleep(1000);
-  const replies = [];
-  const done = new Promise((resolve) => {
-    (async () => {
-      try {
-        for await (const m of require('@msgpack/msgpack').decodeMultiStream(sock)) {
-          replies.push(m);
-          if (replies.length === 200) resolve();
-        }
-      } catch (e) { /* destroyed at the end */ }
-    })();
-  });
+  const {replies, done} = collect(sock, 200);
   sock.resume();
   await Promise.race([done, L.sleep(30000 * L.SLOW)]);
   eq(replies.length, 200, 'every reply');

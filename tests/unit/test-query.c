@@ -1124,19 +1124,11 @@ static void test_name_order(void **state) {
   json_decref(r);
 }
 
-/* Packs a map of string keys to string values, or a non-string key when key is NULL. */
 /* Maps and rankings of 64 rows or more are ordered by an integer key built from each id's
- * place in name order (kept per thread, rebuilt when names are added). Checked against
- * qsort + strcmp on names whose id order differs from their byte order, with many ties,
- * names that begin other names, and non-ASCII bytes; then again after new names arrive. */
-static int cmp_count_name(const void *x, const void *y) {
-  const struct cn {
-    char name[40];
-    int n;
-  } *a = x, *b = y;
-  if (a->n != b->n) return a->n > b->n ? -1 : 1;
-  return strcmp(a->name, b->name); /* compares as unsigned char */
-}
+ * place in name order (kept per thread, rebuilt when names are added), and smaller maps use
+ * those tables once a thread keeps them. Checked against qsort + strcmp on names whose id
+ * order differs from their byte order, with many ties, names that begin other names, and
+ * non-ASCII bytes; then again after new names arrive. */
 
 /* The k-th name of the ranking tests: shared prefixes, a space, non-ASCII. */
 static void order_name(char *out, size_t cap, int k) {
@@ -1144,65 +1136,71 @@ static void order_name(char *out, size_t cap, int k) {
            k % 3 ? "" : " ", k);
 }
 
-static void check_order(fx_t *f, int round) {
-  struct cn {
-    char name[40];
-    int n;
-  } want[400];
+typedef struct want_cn {
+  char name[40];
+  int n;
+} want_cn_t;
+
+static int cmp_count_name(const void *x, const void *y) {
+  const want_cn_t *a = x, *b = y;
+  if (a->n != b->n) return a->n > b->n ? -1 : 1;
+  return strcmp(a->name, b->name); /* compares as unsigned char */
+}
+
+/* What the ranking tests expect of Hub's counterparts after round: every name, counted
+ * 1 + k % 4 times over the month (day 0), or only those it met on day; in answer order.
+ * Returns how many. */
+static int order_want(want_cn_t *want, int round, int day) {
   int nw = 0;
-  json_t *r, *rows, *cps;
-  const char *key;
-  json_t *val;
-  int i = 0;
   for (int k = 0; k < 300 + round * 50; k++) {
-    order_name(want[nw].name, sizeof(want[nw].name), k);
-    want[nw++].n = 1 + k % 4;
-  }
-  qsort(want, (size_t)nw, sizeof(want[0]), cmp_count_name);
-  r = ok(Q(f, "{'op':'activity','institution':'Hub','window':30,'as_of':'2020-01-30'}"));
-  cps = json_object_get(r, "counterparts");
-  assert_int_equal(json_object_size(cps), nw);
-  json_object_foreach(cps, key, val) {
-    assert_string_equal(key, want[i].name);
-    assert_int_equal(json_integer_value(val), want[i].n);
-    i++;
-  }
-  json_decref(r);
-  /* One day of Hub's counterparts: a few dozen rows, mostly tied at 1, which are ordered
-   * through the name tables the query above left on this thread. */
-  nw = 0;
-  for (int k = 0; k < 300 + round * 50; k++) {
-    int n = 0;
-    for (int c = 0; c < 1 + k % 4; c++) n += 1 + (k * 3 + c) % 30 == 7;
-    if (!n) continue;
+    int n = 1 + k % 4;
+    if (day) {
+      n = 0;
+      for (int c = 0; c < 1 + k % 4; c++) n += 1 + (k * 3 + c) % 30 == day;
+      if (!n) continue;
+    }
     order_name(want[nw].name, sizeof(want[nw].name), k);
     want[nw++].n = n;
   }
   qsort(want, (size_t)nw, sizeof(want[0]), cmp_count_name);
-  assert_true(nw > 8 && nw < 64);
-  r = ok(Q(f, "{'op':'activity','institution':'Hub','window':1,'as_of':'2020-01-07'}"));
-  cps = json_object_get(r, "counterparts");
+  return nw;
+}
+
+/* Runs an activity request for Hub and checks its counterparts against want, in order. */
+static void expect_counterparts(fx_t *f, const char *req, const want_cn_t *want, int nw) {
+  json_t *r = ok(Q(f, "%s", req)), *cps = json_object_get(r, "counterparts"), *val;
+  const char *key;
+  int i = 0;
   assert_int_equal(json_object_size(cps), nw);
-  i = 0;
   json_object_foreach(cps, key, val) {
     assert_string_equal(key, want[i].name);
     assert_int_equal(json_integer_value(val), want[i].n);
     i++;
   }
   json_decref(r);
-  /* the whole list again, for top below */
-  nw = 0;
-  for (int k = 0; k < 300 + round * 50; k++) {
-    order_name(want[nw].name, sizeof(want[nw].name), k);
-    want[nw++].n = 1 + k % 4;
+}
+
+static void check_order(fx_t *f, int round) {
+  want_cn_t want[400];
+  int nw = order_want(want, round, 0);
+  json_t *r, *rows;
+  expect_counterparts(f, "{'op':'activity','institution':'Hub','window':30,'as_of':'2020-01-30'}",
+                      want, nw);
+  /* One day of Hub's counterparts: a few dozen rows, mostly tied at 1, which are ordered
+   * through the name tables the query above left on this thread. */
+  {
+    want_cn_t day[400];
+    int nd = order_want(day, round, 7);
+    assert_true(nd > 8 && nd < 64);
+    expect_counterparts(f, "{'op':'activity','institution':'Hub','window':1,'as_of':'2020-01-07'}",
+                        day, nd);
   }
-  qsort(want, (size_t)nw, sizeof(want[0]), cmp_count_name);
   r = ok(Q(f, "{'op':'top','window':30,'as_of':'2020-01-30','limit':1000}"));
   rows = json_object_get(r, "rows");
   /* Hub reports 10 events a day over 30 days; every other institution one event a count */
   assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "institution")),
                       "Hub");
-  for (i = 0; i < nw; i++) {
+  for (int i = 0; i < nw; i++) {
     json_t *row = json_array_get(rows, (size_t)i + 1);
     assert_string_equal(json_string_value(json_object_get(row, "institution")), want[i].name);
     assert_int_equal(json_integer_value(json_object_get(row, "value")), want[i].n);
