@@ -14,8 +14,11 @@
  *   u8 version, events, active_days, first_day + 1 (0: none), last_day - first_day (only
  *   with a first day), participants, then per section its entry count and its byte length,
  *   then the sections: per entry the id's delta from the previous id, events, participants.
- * Sections' byte lengths let a reader jump to any section without decoding the others. */
-#define AGG_VERSION 2
+ * Sections' byte lengths let a reader jump to any section without decoding the others.
+ * Version 2 had no days section; its rows are still read (with that section empty) and are
+ * rewritten as version 3 when merged. */
+#define AGG_VERSION 3
+#define AGG_NSECT_V2 (PL_AGG_NSECT - 1)
 #define VARINT_MAX 10
 #define HDR_MAX (1 + 5 * VARINT_MAX + 2 * PL_AGG_NSECT * VARINT_MAX)
 
@@ -290,7 +293,9 @@ size_t pl_agg_encode(const pl_agg_t *a, void *out) { return pl_agg_encode_merged
 int pl_agg_view(pl_agg_view_t *v, const void *blob, size_t len) {
   const unsigned char *p = blob, *end = p + len;
   uint64_t events, active, first, span_days = 0, participants, n, bytes;
-  if (len < 1 || *p++ != AGG_VERSION) return PL_ECORRUPT;
+  int nsect;
+  if (len < 1 || (*p != AGG_VERSION && *p != 2)) return PL_ECORRUPT;
+  nsect = *p++ == 2 ? AGG_NSECT_V2 : PL_AGG_NSECT;
   if (get_varint(&p, end, &events) || get_varint(&p, end, &active) ||
       get_varint(&p, end, &first) || (first && get_varint(&p, end, &span_days)) ||
       get_varint(&p, end, &participants) || events > UINT32_MAX || active > UINT32_MAX ||
@@ -303,6 +308,8 @@ int pl_agg_view(pl_agg_view_t *v, const void *blob, size_t len) {
   v->last_day = first ? v->first_day + (uint32_t)span_days : PL_AGG_NO_DAY;
   v->participants = participants;
   for (int s = 0; s < PL_AGG_NSECT; s++) {
+    v->n[s] = v->len[s] = 0;
+    if (s >= nsect) continue;
     /* an entry takes at least 3 bytes: a larger count is corrupt, not a huge section */
     if (get_varint(&p, end, &n) || get_varint(&p, end, &bytes) || bytes > UINT32_MAX ||
         n > bytes / 3)
@@ -321,7 +328,7 @@ int pl_agg_view(pl_agg_view_t *v, const void *blob, size_t len) {
 int pl_agg_peek(const void *blob, size_t len, uint64_t *events, uint64_t *participants) {
   const unsigned char *p = blob, *end = p + len;
   uint64_t active, first, span_days;
-  if (len < 1 || *p++ != AGG_VERSION || get_varint(&p, end, events) ||
+  if (len < 1 || (*p != AGG_VERSION && *p != 2) || (p++, get_varint(&p, end, events)) ||
       get_varint(&p, end, &active) || get_varint(&p, end, &first) ||
       (first && get_varint(&p, end, &span_days)) || get_varint(&p, end, participants))
     return PL_ECORRUPT;
@@ -622,4 +629,25 @@ void pl_agg_streaks(const unsigned char *active, size_t n, size_t last, uint32_t
   if (last < n)
     for (size_t i = last + 1; i-- > 0 && active[i];) run++;
   *current = run;
+}
+
+int pl_agg_days(const pl_agg_view_t *v, uint32_t month_first, uint32_t lo, uint32_t hi,
+                uint32_t ev[32], uint64_t pa[32]) {
+  pl_agg_iter_t it;
+  pl_agg_entry_t e;
+  uint64_t sum = 0;
+  memset(ev, 0, 32 * sizeof(*ev));
+  memset(pa, 0, 32 * sizeof(*pa));
+  pl_agg_iter_init(&it, v, PL_AGG_DAYS);
+  while (pl_agg_iter_next(&it, &e) == 1) {
+    uint32_t day = month_first + e.id - 1;
+    if (e.id < 1 || e.id > 31) return PL_ECORRUPT;
+    sum += e.events;
+    if (day >= lo && day <= hi) {
+      ev[e.id] = e.events;
+      pa[e.id] = e.participants;
+    }
+  }
+  if (it.corrupt) return PL_ECORRUPT;
+  return sum == v->events;
 }

@@ -1515,6 +1515,33 @@ static int events_visit(void *arg, const pl_agg_view_t *v, int is_month, uint32_
   return 0;
 }
 
+/* Adds the events of w's institution over [from, to] to *sum: a whole month from its row's
+ * header, a part of one from the row's count of each day; a stale month, or a row that
+ * predates that count, through its day rows. The window before an activity window needs
+ * nothing else, so it reads one row a month. */
+static int events_between(walk_t *w, uint32_t from, uint32_t to, uint64_t *sum) {
+  for (uint32_t m = pl_date_month(from), mlast = pl_date_month(to); m <= mlast; m++) {
+    uint32_t d0 = pl_date_month_first(m), d1 = d0 + (uint32_t)pl_date_month_len(m) - 1;
+    uint32_t lo = d0 < from ? from : d0, hi = d1 > to ? to : d1, ev[32];
+    uint64_t pa[32];
+    pl_agg_view_t v;
+    int rc = pl_store_month_stale(w->t, m) ? PL_ESTALE : walk_get(w, 1, m, &v), whole = 0;
+    if (rc == PL_ENOTFOUND) continue;
+    if (rc == 0 && lo == d0 && hi == d1) {
+      *sum += v.events;
+      continue;
+    }
+    if (rc == 0 && (whole = pl_agg_days(&v, d0, lo, hi, ev, pa)) < 0) return whole;
+    if (whole) {
+      for (uint32_t d = lo; d <= hi; d++) *sum += ev[d - d0 + 1];
+      continue;
+    }
+    if (rc != 0 && rc != PL_ESTALE) return rc;
+    if ((rc = walk_range(w, lo, hi, events_visit, sum))) return rc;
+  }
+  return 0;
+}
+
 static int op_activity(qctx_t *q) {
   static const char *const sect_names[] = {"kinds", "formats", "topics", "counterparts"};
   msgpack_packer *pk = &q->pk;
@@ -1559,10 +1586,10 @@ static int op_activity(qctx_t *q) {
           rc = walk_range(&w, mlast + 1, to, act_visit, &a);
         }
       }
-      if (!rc && pfrom < mfirst) rc = walk_range(&w, pfrom, mfirst - 1, events_visit, &prev);
+      if (!rc && pfrom < mfirst) rc = events_between(&w, pfrom, mfirst - 1, &prev);
     } else {
       rc = walk_range(&w, from, to, act_visit, &a);
-      if (!rc && from > 0) rc = walk_range(&w, pfrom, pto, events_visit, &prev);
+      if (!rc && from > 0) rc = events_between(&w, pfrom, pto, &prev);
     }
     if (rc) return store_fail(q, rc);
   }
@@ -1875,12 +1902,13 @@ done:
   return rc;
 }
 
-/* Days of one institution (or of everyone, inst 0) with no filter, the dashboard's chart:
- * each month's row says which of its days have events (first..last day), and only those
- * days' headers are read, without covering each day as a range. A stale month's days are
- * all read. */
-static int series_days(pl_rtxn_t *t, uint32_t from, uint32_t to, uint32_t inst,
-                       series_row_t *rows) {
+/* Series of one institution (or of everyone, inst 0) with no filter, the dashboard's
+ * chart, summed day by day into rows by period (bucket b, periods counted from first): a
+ * month's row counts each of its days, so a month is one read. Where the month is stale,
+ * or its row predates that count, its day rows are read instead: only those between its
+ * first and last day with events, when the row says. */
+static int series_days(pl_rtxn_t *t, uint32_t from, uint32_t to, uint32_t inst, pl_bucket_t b,
+                       uint32_t first, series_row_t *rows) {
   for (uint32_t m = pl_date_month(from), mlast = pl_date_month(to); m <= mlast; m++) {
     uint32_t d0 = pl_date_month_first(m), d1 = d0 + (uint32_t)pl_date_month_len(m) - 1;
     uint32_t lo = d0 < from ? from : d0, hi = d1 > to ? to : d1;
@@ -1888,6 +1916,18 @@ static int series_days(pl_rtxn_t *t, uint32_t from, uint32_t to, uint32_t inst,
     int rc = pl_store_agg(t, 1, m, inst, &v);
     if (rc == PL_ENOTFOUND) continue;
     if (rc == 0) {
+      uint32_t ev[32];
+      uint64_t pa[32];
+      int whole = pl_agg_days(&v, d0, lo, hi, ev, pa);
+      if (whole < 0) return whole;
+      if (whole) {
+        for (uint32_t d = lo; d <= hi; d++) {
+          series_row_t *row = &rows[period_index(b, first, d)];
+          row->events += ev[d - d0 + 1];
+          row->participants += pa[d - d0 + 1];
+        }
+        continue;
+      }
       if (v.first_day > lo) lo = v.first_day;
       if (v.last_day < hi) hi = v.last_day;
     } else if (rc != PL_ESTALE) {
@@ -1895,11 +1935,13 @@ static int series_days(pl_rtxn_t *t, uint32_t from, uint32_t to, uint32_t inst,
     }
     for (uint32_t d = lo; d <= hi; d++) {
       uint64_t ev, pa;
+      series_row_t *row;
       rc = pl_store_day_totals(t, d, inst, &ev, &pa);
       if (rc == PL_ENOTFOUND) continue;
       if (rc) return rc;
-      rows[d - from].events = ev;
-      rows[d - from].participants = pa;
+      row = &rows[period_index(b, first, d)];
+      row->events += ev;
+      row->participants += pa;
     }
   }
   return 0;
@@ -1937,8 +1979,9 @@ static int op_series(qctx_t *q) {
     } else if (nf >= 2) {
       rc = series_from_events(q->t, from, to, inst, (pl_bucket_t)bucket, &f, rows);
       if (rc) return store_fail(q, rc);
-    } else if (nf == 0 && bucket == PL_BUCKET_DAY) {
-      if ((rc = series_days(q->t, from, to, inst, rows))) return store_fail(q, rc);
+    } else if (nf == 0) {
+      if ((rc = series_days(q->t, from, to, inst, (pl_bucket_t)bucket, first, rows)))
+        return store_fail(q, rc);
     } else {
       walk_t w;
       uint32_t ps = first;

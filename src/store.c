@@ -21,7 +21,10 @@
 #include "parley/error.h"
 #include "parley/record.h"
 
-#define SCHEMA_VERSION 2u /* 2: compact aggregates, the stale table */
+/* 2: compact aggregates, the stale table. 3: month rows count each day (PL_AGG_DAYS); a
+ * version 2 store opens as it is and is marked 3: its month rows are read as before, and
+ * pl_agg_days tells a query when a row still lacks some days and its day rows are needed. */
+#define SCHEMA_VERSION 3u
 #define PRUNE_PER_COMMIT 256
 #define REBUILD_PER_TXN 50000
 
@@ -499,7 +502,13 @@ static int open_tables(pl_store_t *s, char *err, size_t errlen) {
   } else if (rc) {
     goto fail_txn;
   } else {
-    if (v.mv_size != 4 || pl_be32_get(v.mv_data) != SCHEMA_VERSION) {
+    if (v.mv_size == 4 && pl_be32_get(v.mv_data) == 2) {
+      unsigned char ver[4];
+      pl_be32_put(ver, SCHEMA_VERSION);
+      v.mv_data = ver;
+      v.mv_size = 4;
+      if ((rc = mdb_put(txn, s->dbi[PL_TAB_META], &k, &v, 0))) goto fail_txn;
+    } else if (v.mv_size != 4 || pl_be32_get(v.mv_data) != SCHEMA_VERSION) {
       mdb_txn_abort(txn);
       snprintf(err, errlen, "the data directory holds schema version %u; this parleyd reads %u",
                v.mv_size == 4 ? pl_be32_get(v.mv_data) : 0, SCHEMA_VERSION);
@@ -833,6 +842,13 @@ static int flush_level(wctx_t *w, agg_map_t *day_map, pl_table_t day_tab, agg_ma
     if (!m) return PL_ENOMEM;
     d->active_days = (uint32_t)was_new;
     if (pl_agg_merge_normalized(m, d, 0)) return PL_ENOMEM;
+    if (!pair) {
+      uint32_t dom = k[0] - pl_date_month_first(pl_date_month(k[0])) + 1;
+      /* Keys are in day order, so each month's days arrive in order and m stays normalised. */
+      assert(m->sect[PL_AGG_DAYS].n == 0 ||
+             m->sect[PL_AGG_DAYS].v[m->sect[PL_AGG_DAYS].n - 1].id < dom);
+      if (pl_agg_add(m, PL_AGG_DAYS, dom, d->events, d->participants)) return PL_ENOMEM;
+    }
     if (all_map) {
       pl_agg_t *a = agg_map_get(all_map, k[0], 0, 0);
       if (!a) return PL_ENOMEM;
@@ -1187,7 +1203,9 @@ static int sum_days(wctx_t *w, pl_table_t tab, uint32_t month, agg_map_t *out, i
       break;
     }
     m = agg_map_get(out, month, pl_be32_get(kp + 4), pair ? pl_be32_get(kp + 8) : 0);
-    if (!m || pl_agg_merge_view(m, &day)) {
+    if (!m || pl_agg_merge_view(m, &day) ||
+        (!pair && pl_agg_add(m, PL_AGG_DAYS, pl_be32_get(kp) - first + 1, day.events,
+                             day.participants))) {
       mdb_cursor_close(c);
       return PL_ENOMEM;
     }

@@ -9,13 +9,16 @@
 #include <stdint.h>
 
 /* Sections of an aggregate: counts by kind, format, topic, counterpart (institution
- * aggregates) and by the reporting side's country (pair aggregates). */
+ * aggregates), by the reporting side's country (pair aggregates), and by day of the month
+ * (id 1..31: institution month rows only, so that a part of a month is read from its row
+ * instead of one day row per day). */
 enum {
   PL_AGG_KINDS = 0,
   PL_AGG_FORMATS,
   PL_AGG_TOPICS,
   PL_AGG_COUNTERPARTS,
   PL_AGG_COUNTRIES,
+  PL_AGG_DAYS,
   PL_AGG_NSECT
 };
 
@@ -105,6 +108,15 @@ int pl_agg_peek(const void *blob, size_t len, uint64_t *events, uint64_t *partic
  * bytes, with it->corrupt set). */
 void pl_agg_iter_init(pl_agg_iter_t *it, const pl_agg_view_t *v, int sect);
 int pl_agg_iter_next(pl_agg_iter_t *it, pl_agg_entry_t *e);
+/* The days section of a month row (month_first: the month's first day number) as events
+ * and participants per day of the month, ev[1..31] and pa[1..31], for the days of the
+ * month between lo and hi (day numbers, inclusive); other days are left zero. Returns 1
+ * when the section counts every event of the row, 0 when it does not (a row written by a
+ * parleyd before the section existed, since merged with newer days: read its day rows),
+ * or PL_ECORRUPT. */
+int pl_agg_days(const pl_agg_view_t *v, uint32_t month_first, uint32_t lo, uint32_t hi,
+                uint32_t ev[32], uint64_t pa[32]);
+
 /* Looks id up in a section (a scan: sections are short, and sorted, so it stops early).
  * Returns 1 and fills *e, or 0. */
 int pl_agg_view_find(const pl_agg_view_t *v, int sect, uint32_t id, pl_agg_entry_t *e);

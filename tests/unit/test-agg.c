@@ -307,6 +307,62 @@ static void test_peek(void **state) {
   pl_agg_free(&a);
 }
 
+/* A month row's count of each day: complete when it covers every event of the row; a row
+ * in the version 2 form (no such section), alone or merged with newer days, is not. */
+static void test_days(void **state) {
+  static const unsigned char v2[] = {
+      2,    /* version 2 */
+      3, 2, /* 3 events on 2 days */
+      101, 4, /* first day 100, last 104 */
+      7,      /* participants */
+      1, 3, 0, 0, 0, 0, 0, 0, 0, 0, /* kinds: one entry of 3 bytes; four empty sections */
+      4, 3, 7};                     /* kind id 4: 3 events, 7 participants */
+  uint32_t m0 = D("2024-02-01"), ev[32];
+  uint64_t pa[32];
+  pl_agg_t a;
+  pl_agg_view_t v, old;
+  pl_agg_entry_t e;
+  unsigned char buf[1024];
+  size_t n;
+  (void)state;
+  /* version 2: read with an empty days section, never complete */
+  assert_int_equal(pl_agg_view(&old, v2, sizeof(v2)), 0);
+  assert_int_equal(old.events, 3);
+  assert_int_equal(old.n[PL_AGG_DAYS], 0);
+  assert_true(pl_agg_view_find(&old, PL_AGG_KINDS, 4, &e));
+  assert_int_equal(e.participants, 7);
+  assert_int_equal(pl_agg_days(&old, m0, m0, m0 + 28, ev, pa), 0);
+  /* a month of two days, complete; only the days asked for are filled */
+  pl_agg_init(&a);
+  pl_agg_count(&a, m0 + 1, 10);
+  pl_agg_count(&a, m0 + 1, 5);
+  pl_agg_count(&a, m0 + 28, 1);
+  assert_int_equal(pl_agg_add(&a, PL_AGG_DAYS, 2, 2, 15), 0);
+  assert_int_equal(pl_agg_add(&a, PL_AGG_DAYS, 29, 1, 1), 0);
+  n = pl_agg_encode(&a, buf);
+  assert_int_equal(pl_agg_view(&v, buf, n), 0);
+  assert_int_equal(pl_agg_days(&v, m0, m0, m0 + 28, ev, pa), 1);
+  assert_int_equal(ev[2], 2);
+  assert_int_equal(pa[2], 15);
+  assert_int_equal(ev[29], 1);
+  assert_int_equal(pl_agg_days(&v, m0, m0 + 2, m0 + 27, ev, pa), 1);
+  for (int d = 0; d < 32; d++) assert_int_equal(ev[d], 0);
+  /* the version 2 row merged with those days: version 3, still not complete */
+  n = pl_agg_encode_merged(&a, &old, 0, buf);
+  assert_int_equal(buf[0], 3);
+  assert_int_equal(pl_agg_view(&v, buf, n), 0);
+  assert_int_equal(v.events, 6);
+  assert_int_equal(pl_agg_days(&v, m0, m0, m0 + 28, ev, pa), 0);
+  /* a day outside 1..31 is a corrupt row */
+  pl_agg_clear(&a);
+  pl_agg_count(&a, m0, 0);
+  assert_int_equal(pl_agg_add(&a, PL_AGG_DAYS, 32, 1, 0), 0);
+  n = pl_agg_encode(&a, buf);
+  assert_int_equal(pl_agg_view(&v, buf, n), 0);
+  assert_int_equal(pl_agg_days(&v, m0, m0, m0 + 28, ev, pa), PL_ECORRUPT);
+  pl_agg_free(&a);
+}
+
 static void test_cover(void **state) {
   pl_agg_piece_t p[64];
   size_t n;
@@ -353,7 +409,7 @@ int main(void) {
       cmocka_unit_test(test_idmap),                 cmocka_unit_test(test_idmap_dense),
       cmocka_unit_test(test_idmap_views),
       cmocka_unit_test(test_peek),                  cmocka_unit_test(test_corrupt_rows),
-      cmocka_unit_test(test_cover),
+      cmocka_unit_test(test_cover),              cmocka_unit_test(test_days),
       cmocka_unit_test(test_streaks),
   };
   return cmocka_run_group_tests_name("agg", tests, NULL, NULL);

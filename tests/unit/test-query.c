@@ -13,8 +13,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 #include <msgpack.h>
 
+#include "parley/agg.h"
 #include "parley/batch.h"
 #include "parley/date.h"
 #include "parley/error.h"
@@ -2586,6 +2588,162 @@ static void test_rebuild_equals_incremental(void **state) {
   free(g.r);
 }
 
+/* ---- a store from before month rows counted their days (schema 2) ---- */
+
+static unsigned char *put_v(unsigned char *p, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) *p++ = (unsigned char)(v | 0x80);
+  *p++ = (unsigned char)v;
+  return p;
+}
+
+/* Closes f's store, rewrites every month row as parleyd 2 wrote it (agg version 2: no days
+ * section) and marks the store schema 2, the way this test's own LMDB handle sees it, then
+ * opens it again through pl_store_open, which upgrades it. */
+static void fx_as_schema2(fx_t *f) {
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi months, meta;
+  MDB_cursor *c;
+  MDB_val k, v;
+  unsigned char ver[4] = {0, 0, 0, 2}, *buf = malloc(1 << 20), *vals[4096];
+  static unsigned char keys[4096][8];
+  size_t lens[4096];
+  int rc, rows = 0;
+  pl_store_close(f->s);
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+  assert_int_equal(mdb_env_set_mapsize(env, 1024 * MiB), 0);
+  assert_int_equal(mdb_env_open(env, f->dir, 0, 0644), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, "months", 0, &months), 0);
+  assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+  assert_int_equal(mdb_cursor_open(txn, months, &c), 0);
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    pl_agg_view_t a;
+    unsigned char *o = buf;
+    assert_int_equal(pl_agg_view(&a, v.mv_data, v.mv_size), 0);
+    *o++ = 2;
+    o = put_v(o, a.events);
+    o = put_v(o, a.active_days);
+    o = put_v(o, a.first_day + 1ull);
+    o = put_v(o, a.last_day - a.first_day);
+    o = put_v(o, a.participants);
+    for (int s = 0; s < PL_AGG_DAYS; s++) o = put_v(put_v(o, a.n[s]), a.len[s]);
+    for (int s = 0; s < PL_AGG_DAYS; s++) {
+      memcpy(o, a.sect[s], a.len[s]);
+      o += a.len[s];
+    }
+    /* put after the walk: a value that changes size moves the page the key is read from */
+    assert_true(k.mv_size == 8 && rows < 4096);
+    memcpy(keys[rows], k.mv_data, 8);
+    vals[rows] = malloc((size_t)(o - buf));
+    memcpy(vals[rows], buf, (size_t)(o - buf));
+    lens[rows++] = (size_t)(o - buf);
+  }
+  assert_int_equal(rc, MDB_NOTFOUND);
+  assert_true(rows > 0);
+  mdb_cursor_close(c);
+  for (int i = 0; i < rows; i++) {
+    k.mv_data = keys[i];
+    k.mv_size = 8;
+    v.mv_data = vals[i];
+    v.mv_size = lens[i];
+    assert_int_equal(mdb_put(txn, months, &k, &v, 0), 0);
+    free(vals[i]);
+  }
+  k.mv_data = "version";
+  k.mv_size = 7;
+  v.mv_data = ver;
+  v.mv_size = 4;
+  assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+  assert_int_equal(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+  free(buf);
+  {
+    pl_store_opts_t o = {NULL, 4 * MiB, 1024 * MiB, 0, 0, 600000, 0, 0};
+    char err[256];
+    o.dir = f->dir;
+    if (pl_store_open(&f->s, &o, err, sizeof(err))) fail_msg("reopen: %s", err);
+  }
+}
+
+/* How many of the institution month rows count only some of their days. */
+static int partial_months(fx_t *f) {
+  pl_rtxn_t *t;
+  pl_cursor_t *c;
+  pl_str_t k, v;
+  int n = 0;
+  assert_int_equal(pl_store_read_begin(f->s, &t), 0);
+  assert_int_equal(pl_store_cursor_open(t, PL_TAB_MONTHS, &c), 0);
+  for (int rc = pl_store_cursor_first(c, &k, &v); rc == 0; rc = pl_store_cursor_next(c, &k, &v)) {
+    pl_agg_view_t a;
+    uint32_t ev[32], m = pl_be32_get((const unsigned char *)k.p), d0 = pl_date_month_first(m);
+    uint64_t pa[32];
+    assert_int_equal(pl_agg_view(&a, v.p, v.n), 0);
+    n += pl_agg_days(&a, d0, d0, d0 + 30, ev, pa) == 0;
+  }
+  pl_store_cursor_close(c);
+  pl_store_read_end(t);
+  return n;
+}
+
+/* The ops that read a month's days from its row (series without filters, activity's window
+ * before) against the model. */
+static void check_day_counts(fx_t *f, gen_t *g, int n) {
+  char a[11], b[11];
+  for (int q = 0; q < n; q++) {
+    pl_bucket_t bucket = (pl_bucket_t)(rnd(g) % 4);
+    static const uint32_t span[] = {200, 700, 1300, 1300};
+    uint32_t from = r_day(g), to = from + (uint32_t)(rnd(g) % span[bucket]);
+    uint32_t window = r_window(g), from2 = to >= window - 1 ? to - (window - 1) : 0;
+    int inst = rnd(g) % 3 ? (int)(rnd(g) % G_REP) : -1;
+    char args[64] = "";
+    json_t *r;
+    pl_date_format(from, a);
+    pl_date_format(to, b);
+    if (inst >= 0) snprintf(args, sizeof(args), ",'institution':'%.31s'", g_name[inst]);
+    r = Q(f, "{'op':'series','from':'%s','to':'%s','bucket':'%s'%s}", a, b, g_buckets[bucket], args);
+    if (inst >= 0 && !g_known(g, inst)) {
+      expect_err(r, "not_found", NULL);
+      continue;
+    }
+    expect_json(ok(r), m_series(g, inst, from, to, bucket, -1, -1));
+    if (inst < 0) continue;
+    expect_json(ok(Q(f, "{'op':'activity','institution':'%s','window':%u,'as_of':'%s'}",
+                     g_name[inst], window, b)),
+                m_activity(g, inst, from2, to, window));
+  }
+}
+
+/* A schema 2 store opens as schema 3 and answers as before; its month rows take the newer
+ * days as they are folded into, and until a rebuild those rows count only some of their
+ * days, which queries must notice (reading day rows) rather than trust. */
+static void test_upgrade_from_schema2(void **state) {
+  fx_t *f = *state;
+  gen_t g;
+  size_t total = 3000;
+  gen_init(&g, 0x5eed0042, total);
+  gen_more(&g, total);
+  g.n = 2000;
+  gen_commit(f, &g, 0, 2000);
+  assert_int_equal(pl_store_refresh(f->s), 0);
+  assert_int_equal(partial_months(f), 0);
+  fx_as_schema2(f);
+  check_day_counts(f, &g, 80);
+  g.n = total; /* the rest, into the same months: old rows merged with days */
+  gen_commit(f, &g, 2000, total);
+  assert_int_equal(pl_store_refresh(f->s), 0);
+  assert_true(partial_months(f) > 0);
+  check_day_counts(f, &g, 80);
+  {
+    uint64_t events = 0;
+    assert_int_equal(pl_store_rebuild(f->s, &events), 0);
+  }
+  assert_int_equal(partial_months(f), 0);
+  check_day_counts(f, &g, 80);
+  free(g.r);
+}
+
 /* Commits in chunks, folds or reopens at random between commits, and after each chunk
  * checks random requests of every op against the model of what is committed so far; the
  * folded, the stale and the recomputed months must all answer the same. */
@@ -2718,6 +2876,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_concurrent_queries, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rebuild_equals_incremental, setup, teardown),
       cmocka_unit_test_setup_teardown(test_interleaved, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_upgrade_from_schema2, setup, teardown),
   };
   int failed = cmocka_run_group_tests_name("query", tests, NULL, NULL);
   /* Again with every run of whole months kept and reused (by default only big ones are):
