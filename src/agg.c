@@ -636,12 +636,13 @@ int pl_agg_days(const pl_agg_view_t *v, uint32_t month_first, uint32_t lo, uint3
   pl_agg_iter_t it;
   pl_agg_entry_t e;
   uint64_t sum = 0;
+  uint32_t len = (uint32_t)pl_date_month_len(pl_date_month(month_first));
   memset(ev, 0, 32 * sizeof(*ev));
   memset(pa, 0, 32 * sizeof(*pa));
   pl_agg_iter_init(&it, v, PL_AGG_DAYS);
   while (pl_agg_iter_next(&it, &e) == 1) {
     uint32_t day = month_first + e.id - 1;
-    if (e.id < 1 || e.id > 31) return PL_ECORRUPT;
+    if (e.id < 1 || e.id > len) return PL_ECORRUPT;
     sum += e.events;
     if (day >= lo && day <= hi) {
       ev[e.id] = e.events;

@@ -1928,6 +1928,14 @@ static int series_days(pl_rtxn_t *t, uint32_t from, uint32_t to, uint32_t inst, 
         }
         continue;
       }
+      /* A row without every day still has the month's totals: enough for a whole month
+       * inside one period (by month or year). */
+      if (lo == d0 && hi == d1 && period_index(b, first, d0) == period_index(b, first, d1)) {
+        series_row_t *row = &rows[period_index(b, first, d0)];
+        row->events += v.events;
+        row->participants += v.participants;
+        continue;
+      }
       if (v.first_day > lo) lo = v.first_day;
       if (v.last_day < hi) hi = v.last_day;
     } else if (rc != PL_ESTALE) {

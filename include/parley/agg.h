@@ -113,7 +113,7 @@ int pl_agg_iter_next(pl_agg_iter_t *it, pl_agg_entry_t *e);
  * month between lo and hi (day numbers, inclusive); other days are left zero. Returns 1
  * when the section counts every event of the row, 0 when it does not (a row written by a
  * parleyd before the section existed, since merged with newer days: read its day rows),
- * or PL_ECORRUPT. */
+ * or PL_ECORRUPT (a day the month does not have, or bytes that do not decode). */
 int pl_agg_days(const pl_agg_view_t *v, uint32_t month_first, uint32_t lo, uint32_t hi,
                 uint32_t ev[32], uint64_t pa[32]);
 

@@ -6,7 +6,8 @@
  * per record is keyed date-first so a stream of current events touches few B-tree pages):
  *   events       day u32 . inst u32 . seq u64    -> stored record (record.h stored form)
  *   days         day u32 . inst u32              -> aggregate (agg.h); inst 0 = all institutions
- *   months       month u32 . inst u32            -> aggregate rolled up per month
+ *   months       month u32 . inst u32            -> aggregate rolled up per month, with
+ *                                                   each day's totals (PL_AGG_DAYS)
  *   pairs        day u32 . lo u32 . hi u32       -> pair aggregate (lo < hi, or lo == hi)
  *   pair_months  month u32 . lo u32 . hi u32     -> pair aggregate rolled up per month
  *   idem         day u32 . type u8 . id bytes     -> seq u64 (type 's' string, 'u' uint BE)

@@ -2596,61 +2596,81 @@ static unsigned char *put_v(unsigned char *p, uint64_t v) {
   return p;
 }
 
-/* Closes f's store, rewrites every month row as parleyd 2 wrote it (agg version 2: no days
- * section) and marks the store schema 2, the way this test's own LMDB handle sees it, then
- * opens it again through pl_store_open, which upgrades it. */
-static void fx_as_schema2(fx_t *f) {
+/* Closes f's store, rewrites every aggregate row (days, months, pairs, pair months) as
+ * parleyd 2 wrote it (agg version 2: no days section) and marks the store schema 2, through
+ * this test's own LMDB handle, then opens it again with pl_store_open, which upgrades it.
+ * Returns how many month rows there are. */
+static int fx_as_schema2(fx_t *f) {
+  static const char *const tabs[] = {"days", "months", "pairs", "pair_months"};
   MDB_env *env;
   MDB_txn *txn;
-  MDB_dbi months, meta;
+  MDB_dbi dbi, meta;
   MDB_cursor *c;
   MDB_val k, v;
-  unsigned char ver[4] = {0, 0, 0, 2}, *buf = malloc(1 << 20), *vals[4096];
-  static unsigned char keys[4096][8];
-  size_t lens[4096];
-  int rc, rows = 0;
+  unsigned char ver[4] = {0, 0, 0, 2}, *buf = malloc(1 << 20);
+  int rc, months = 0;
   pl_store_close(f->s);
   assert_int_equal(mdb_env_create(&env), 0);
   assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
   assert_int_equal(mdb_env_set_mapsize(env, 1024 * MiB), 0);
   assert_int_equal(mdb_env_open(env, f->dir, 0, 0644), 0);
   assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-  assert_int_equal(mdb_dbi_open(txn, "months", 0, &months), 0);
-  assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-  assert_int_equal(mdb_cursor_open(txn, months, &c), 0);
-  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-    pl_agg_view_t a;
-    unsigned char *o = buf;
-    assert_int_equal(pl_agg_view(&a, v.mv_data, v.mv_size), 0);
-    *o++ = 2;
-    o = put_v(o, a.events);
-    o = put_v(o, a.active_days);
-    o = put_v(o, a.first_day + 1ull);
-    o = put_v(o, a.last_day - a.first_day);
-    o = put_v(o, a.participants);
-    for (int s = 0; s < PL_AGG_DAYS; s++) o = put_v(put_v(o, a.n[s]), a.len[s]);
-    for (int s = 0; s < PL_AGG_DAYS; s++) {
-      memcpy(o, a.sect[s], a.len[s]);
-      o += a.len[s];
+  for (size_t t = 0; t < sizeof(tabs) / sizeof(tabs[0]); t++) {
+    size_t rows = 0, cap = 0;
+    unsigned char **keys = NULL, **vals = NULL;
+    size_t *klen = NULL, *vlen = NULL;
+    assert_int_equal(mdb_dbi_open(txn, tabs[t], 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      pl_agg_view_t a;
+      unsigned char *o = buf;
+      assert_int_equal(pl_agg_view(&a, v.mv_data, v.mv_size), 0);
+      *o++ = 2;
+      o = put_v(o, a.events);
+      o = put_v(o, a.active_days);
+      o = put_v(o, a.first_day + 1ull);
+      o = put_v(o, a.last_day - a.first_day);
+      o = put_v(o, a.participants);
+      for (int s = 0; s < PL_AGG_DAYS; s++) o = put_v(put_v(o, a.n[s]), a.len[s]);
+      for (int s = 0; s < PL_AGG_DAYS; s++) {
+        memcpy(o, a.sect[s], a.len[s]);
+        o += a.len[s];
+      }
+      /* put after the walk: a value that changes size moves the page the key is read from */
+      if (rows == cap) {
+        cap = cap ? cap * 2 : 256;
+        keys = realloc(keys, cap * sizeof(*keys));
+        vals = realloc(vals, cap * sizeof(*vals));
+        klen = realloc(klen, cap * sizeof(*klen));
+        vlen = realloc(vlen, cap * sizeof(*vlen));
+      }
+      keys[rows] = malloc(k.mv_size);
+      memcpy(keys[rows], k.mv_data, k.mv_size);
+      klen[rows] = k.mv_size;
+      vals[rows] = malloc((size_t)(o - buf));
+      memcpy(vals[rows], buf, (size_t)(o - buf));
+      vlen[rows++] = (size_t)(o - buf);
     }
-    /* put after the walk: a value that changes size moves the page the key is read from */
-    assert_true(k.mv_size == 8 && rows < 4096);
-    memcpy(keys[rows], k.mv_data, 8);
-    vals[rows] = malloc((size_t)(o - buf));
-    memcpy(vals[rows], buf, (size_t)(o - buf));
-    lens[rows++] = (size_t)(o - buf);
+    assert_int_equal(rc, MDB_NOTFOUND);
+    assert_true(rows > 0);
+    mdb_cursor_close(c);
+    for (size_t i = 0; i < rows; i++) {
+      k.mv_data = keys[i];
+      k.mv_size = klen[i];
+      v.mv_data = vals[i];
+      v.mv_size = vlen[i];
+      assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+      free(keys[i]);
+      free(vals[i]);
+    }
+    if (strcmp(tabs[t], "months") == 0) months = (int)rows;
+    free(keys);
+    free(vals);
+    free(klen);
+    free(vlen);
   }
-  assert_int_equal(rc, MDB_NOTFOUND);
-  assert_true(rows > 0);
-  mdb_cursor_close(c);
-  for (int i = 0; i < rows; i++) {
-    k.mv_data = keys[i];
-    k.mv_size = 8;
-    v.mv_data = vals[i];
-    v.mv_size = lens[i];
-    assert_int_equal(mdb_put(txn, months, &k, &v, 0), 0);
-    free(vals[i]);
-  }
+  assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
   k.mv_data = "version";
   k.mv_size = 7;
   v.mv_data = ver;
@@ -2661,10 +2681,18 @@ static void fx_as_schema2(fx_t *f) {
   free(buf);
   {
     pl_store_opts_t o = {NULL, 4 * MiB, 1024 * MiB, 0, 0, 600000, 0, 0};
+    pl_rtxn_t *t;
+    pl_str_t val;
     char err[256];
     o.dir = f->dir;
     if (pl_store_open(&f->s, &o, err, sizeof(err))) fail_msg("reopen: %s", err);
+    assert_int_equal(pl_store_read_begin(f->s, &t), 0);
+    assert_int_equal(pl_store_get(t, PL_TAB_META, "version", 7, &val), 0);
+    assert_int_equal(val.n, 4);
+    assert_int_equal(pl_be32_get((const unsigned char *)val.p), 3);
+    pl_store_read_end(t);
   }
+  return months;
 }
 
 /* How many of the institution month rows count only some of their days. */
@@ -2713,6 +2741,26 @@ static void check_day_counts(fx_t *f, gen_t *g, int n) {
                      g_name[inst], window, b)),
                 m_activity(g, inst, from2, to, window));
   }
+  /* and the ops that read rows of other kinds, some of them in the old form */
+  for (int q = 0; q < n / 4; q++) {
+    int x = (int)(rnd(g) % 8), y = (int)(rnd(g) % G_NAMES), by = (int)(rnd(g) % 3);
+    uint32_t from = r_day(g), to = from + (uint32_t)(rnd(g) % 1200);
+    uint32_t window = r_window(g), from2 = to >= window - 1 ? to - (window - 1) : 0;
+    json_t *r;
+    pl_date_format(from, a);
+    pl_date_format(to, b);
+    expect_json(ok(Q(f, "{'op':'top','window':%u,'as_of':'%s','by':'%s','limit':10}", window, b,
+                     g_bys[by])),
+                m_top(g, from2, to, by, -1, -1, -1, 10));
+    if (x == y) continue;
+    r = Q(f, "{'op':'pair','a':'%s','b':'%s','from':'%s','to':'%s','period':'month'}", g_name[x],
+          g_name[y], a, b);
+    if (!g_known(g, x) || !g_known(g, y)) {
+      expect_err(r, "not_found", NULL);
+      continue;
+    }
+    expect_json(ok(r), m_pair(g, x, y, from, to, 1));
+  }
 }
 
 /* A schema 2 store opens as schema 3 and answers as before; its month rows take the newer
@@ -2728,7 +2776,10 @@ static void test_upgrade_from_schema2(void **state) {
   gen_commit(f, &g, 0, 2000);
   assert_int_equal(pl_store_refresh(f->s), 0);
   assert_int_equal(partial_months(f), 0);
-  fx_as_schema2(f);
+  {
+    int months = fx_as_schema2(f);
+    assert_int_equal(partial_months(f), months); /* none counts its days yet */
+  }
   check_day_counts(f, &g, 80);
   g.n = total; /* the rest, into the same months: old rows merged with days */
   gen_commit(f, &g, 2000, total);
