@@ -71,7 +71,8 @@ typedef struct scratch {
   /* Each id's place in name order (the dict table's key order), for a dictionary of at
    * most KEEP_MAP_SLOTS names; built for the dictionary whose next id is rank_next. */
   uint32_t *rank;
-  uint32_t rank_next;
+  uint32_t *byrank; /* the inverse: byrank[place] is the id, for places below nranked */
+  uint32_t rank_next, nranked;
   uint64_t rank_store; /* pl_store_instance of the store they were built from */
   /* The names themselves for the same dictionary (by id: name_off[id], name_len[id] into
    * names), when they fit in KEEP_BYTES; NULL otherwise. */
@@ -105,6 +106,7 @@ static void scratch_free(void *p) {
   for (size_t i = 0; i < ARRAY_LEN(sc->buf); i++) free(sc->buf[i]);
   msgpack_sbuffer_destroy(&sc->out);
   free(sc->rank);
+  free(sc->byrank);
   free(sc->names);
   free(sc->name_off);
   free(sc->name_len);
@@ -955,12 +957,13 @@ static int rank_names(pl_rtxn_t *t, rank_t *r, rank_t *tmp, size_t m) {
 /* Drops the dictionary tables of sc. */
 static void dict_drop(scratch_t *sc) {
   free(sc->rank);
+  free(sc->byrank);
   free(sc->names);
   free(sc->name_off);
   free(sc->name_len);
-  sc->rank = sc->name_off = sc->name_len = NULL;
+  sc->rank = sc->byrank = sc->name_off = sc->name_len = NULL;
   sc->names = NULL;
-  sc->rank_next = 0;
+  sc->rank_next = sc->nranked = 0;
 }
 
 /* Each id's place in name order for the snapshot of q, or NULL when the dictionary is
@@ -985,6 +988,7 @@ static const uint32_t *name_ranks(qctx_t *q) {
   if (names_kept(q)) return sc->rank;
   dict_drop(sc);
   if (!(sc->rank = malloc(next * sizeof(*sc->rank))) ||
+      !(sc->byrank = malloc(next * sizeof(*sc->byrank))) ||
       !(sc->name_off = malloc(next * sizeof(*sc->name_off))) ||
       !(sc->name_len = calloc(next, sizeof(*sc->name_len))))
     goto fail;
@@ -993,6 +997,7 @@ static const uint32_t *name_ranks(qctx_t *q) {
   for (rc = pl_store_cursor_first(c, &k, &v); rc == 0; rc = pl_store_cursor_next(c, &k, &v)) {
     uint32_t id = v.n == 4 ? pl_be32_get((const unsigned char *)v.p) : UINT32_MAX;
     if (id >= next) break; /* not this snapshot's dictionary */
+    sc->byrank[i] = id;
     sc->rank[id] = i++;
     bytes += k.n;
   }
@@ -1015,6 +1020,7 @@ static const uint32_t *name_ranks(qctx_t *q) {
   pl_store_cursor_close(c);
   if (rc != PL_ENOTFOUND) goto fail;
   sc->rank_next = next;
+  sc->nranked = i;
   sc->rank_store = pl_store_instance(q->s);
   return sc->rank;
 fail:
@@ -1077,11 +1083,74 @@ static int rank_order(qctx_t *q, rank_t *r, size_t n, size_t limit, size_t *out)
   return 0;
 }
 
+/* Stable LSD radix sort of a[0..n) ascending, a byte at a time, skipping the bytes every
+ * value shares; tmp holds n values. */
+static void radix_sort_u64(uint64_t *a, uint64_t *tmp, size_t n) {
+  uint64_t any = 0, all = ~(uint64_t)0, vary, *src = a, *dst = tmp, *t;
+  for (size_t i = 0; i < n; i++) {
+    any |= a[i];
+    all &= a[i];
+  }
+  vary = any ^ all;
+  for (int shift = 0; shift < 64; shift += 8) {
+    size_t at[256] = {0}, sum = 0;
+    if (!((vary >> shift) & 0xff)) continue;
+    for (size_t i = 0; i < n; i++) at[(src[i] >> shift) & 0xff]++;
+    for (int d = 0; d < 256; d++) {
+      size_t c = at[d];
+      at[d] = sum;
+      sum += c;
+    }
+    for (size_t i = 0; i < n; i++) dst[at[(src[i] >> shift) & 0xff]++] = src[i];
+    t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != a) memcpy(a, src, n * sizeof(*a));
+}
+
+/* pack_counts with the kept name tables of q's snapshot: each entry's place in the answer
+ * is one integer (value desc in the high half, place in name order in the low), so the
+ * sort moves 8 bytes an entry, and names are read by id only as they are packed. Returns
+ * 0, an error, or 1 with nothing packed when an entry does not fit that key. */
+static int pack_counts_kept(qctx_t *q, const pl_idmap_t *m, int parts, int skip_zero) {
+  scratch_t *sc = q->sc;
+  const uint32_t *rank = sc->rank;
+  uint64_t *key = scratch_buf(sc, 0, (m->n ? m->n : 1) * sizeof(*key));
+  uint64_t *tmp = scratch_buf(sc, 2, (m->n ? m->n : 1) * sizeof(*tmp));
+  size_t n = 0, need = 0;
+  unsigned char *o;
+  if (!key || !tmp) return PL_ENOMEM;
+  for (uint32_t i = 0; i < m->cap; i++) {
+    const pl_agg_entry_t *e = &m->slots[i];
+    uint64_t v = parts ? e->participants : e->events;
+    if (!e->id || (skip_zero && v == 0)) continue;
+    if (v > UINT32_MAX || e->id >= sc->rank_next || rank[e->id] == UINT32_MAX) return 1;
+    key[n++] = (uint64_t)(UINT32_MAX - v) << 32 | rank[e->id];
+    need += sc->name_len[e->id] + 5 + 9;
+  }
+  radix_sort_u64(key, tmp, n);
+  msgpack_pack_map(&q->pk, (uint32_t)n);
+  if (!(o = out_reserve(&q->out, need))) return 0; /* out.oom: the reply is thrown away */
+  for (size_t i = 0; i < n; i++) {
+    uint32_t id = sc->byrank[(uint32_t)key[i]];
+    o = put_str(o, sc->names + sc->name_off[id], sc->name_len[id]);
+    o = put_uint(o, UINT32_MAX - (key[i] >> 32));
+  }
+  q->out.sb->size = (size_t)((char *)o - q->out.sb->data);
+  return 0;
+}
+
 /* Packs {name: count} for every entry of m, by count desc then name. */
 static int pack_counts(qctx_t *q, const pl_idmap_t *m, int parts, int skip_zero) {
   rank_t *r;
   size_t n, k;
-  int rc = rank_from_map(q->sc, m, parts, skip_zero, &r, &n);
+  int rc;
+  /* The tables are worth building for 64 entries; once kept, they serve every size. */
+  if ((m->n >= 64 || names_kept(q)) && name_ranks(q) && q->sc->names &&
+      (rc = pack_counts_kept(q, m, parts, skip_zero)) <= 0)
+    return rc;
+  rc = rank_from_map(q->sc, m, parts, skip_zero, &r, &n);
   if (rc == 0) rc = rank_order(q, r, n, n, &k);
   if (rc == 0) {
     size_t need = 0;
