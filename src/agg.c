@@ -499,6 +499,27 @@ pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64
   return &m->slots[j];
 }
 
+int pl_idmap_add_entries(pl_idmap_t *m, const pl_agg_entry_t *e, size_t n) {
+  size_t i = 0;
+  if (m->dense) {
+    /* the same as pl_idmap_add, without a call and a branch on the kind of map an entry */
+    pl_agg_entry_t *slots = m->slots;
+    uint32_t cap = m->cap, added = 0;
+    for (; i < n && e[i].id < cap; i++) {
+      pl_agg_entry_t *slot = &slots[e[i].id];
+      assert(e[i].id != 0);
+      added += slot->id == 0;
+      slot->id = e[i].id;
+      slot->events += e[i].events;
+      slot->participants += e[i].participants;
+    }
+    m->n += added;
+  }
+  for (; i < n; i++)
+    if (!pl_idmap_add(m, e[i].id, e[i].events, e[i].participants)) return PL_ENOMEM;
+  return 0;
+}
+
 /* Sums a section into an array-backed map, decoding with locals the compiler keeps in
  * registers: this loop is most of an activity query's time. Stops early (it->left > 0)
  * at the first id past the array, which the caller adds the slow way. Returns 0, or

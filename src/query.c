@@ -1442,9 +1442,7 @@ static void fp_of(fp_row_t *f, const pl_agg_view_t *v, int have) {
 /* Adds merged sections (nent[s] entries of each, one section after another) into a. */
 static int act_add_entries(act_t *a, const pl_agg_entry_t *ent, const uint32_t *nent) {
   for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) {
-    for (uint32_t k = 0; k < nent[s]; k++)
-      if (!pl_idmap_add(a->sect[s], ent[k].id, ent[k].events, ent[k].participants))
-        return PL_ENOMEM;
+    if (pl_idmap_add_entries(a->sect[s], ent, nent[s])) return PL_ENOMEM;
     ent += nent[s];
   }
   return 0;

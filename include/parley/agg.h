@@ -145,6 +145,8 @@ int pl_idmap_dense(pl_idmap_t *m, uint32_t limit);
 /* Adds to the counter of id (id != 0). Returns the entry, or NULL when out of memory. */
 pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64_t participants);
 pl_agg_entry_t *pl_idmap_get(const pl_idmap_t *m, uint32_t id);
+/* pl_idmap_add for each of e[0..n) (ids != 0). Returns 0 or PL_ENOMEM. */
+int pl_idmap_add_entries(pl_idmap_t *m, const pl_agg_entry_t *e, size_t n);
 /* Adds every entry of a section of a view. Returns 0 or PL_ENOMEM. */
 int pl_idmap_add_view(pl_idmap_t *m, const pl_agg_view_t *v, int sect);
 /* The same, taking a section away: counters wrap modulo their width, so a map that got

@@ -220,6 +220,21 @@ static void test_idmap_dense(void **state) {
   assert_false(m.dense);
   pl_idmap_add(&m, 123456, 1, 1);
   assert_int_equal(pl_idmap_get(&m, 123456)->events, 1);
+  /* entries added in one call: an array, then an id past it midway, into both kinds */
+  {
+    const pl_agg_entry_t e[] = {{3, 1, 10}, {7, 2, 20}, {3, 4, 40}, {900, 5, 50}, {7, 1, 1}};
+    for (int dense = 1; dense >= 0; dense--) {
+      assert_int_equal(pl_idmap_dense(&m, dense ? 100 : 0), 0);
+      pl_idmap_add(&m, 7, 1, 0);
+      assert_int_equal(pl_idmap_add_entries(&m, e, 5), 0);
+      assert_false(m.dense);
+      assert_int_equal(m.n, 3);
+      assert_int_equal(pl_idmap_get(&m, 3)->events, 5);
+      assert_int_equal(pl_idmap_get(&m, 3)->participants, 50);
+      assert_int_equal(pl_idmap_get(&m, 7)->events, 4);
+      assert_int_equal(pl_idmap_get(&m, 900)->events, 5);
+    }
+  }
   pl_idmap_free(&m);
 }
 
