@@ -996,7 +996,8 @@ static const uint32_t *name_ranks(qctx_t *q) {
   if (pl_store_cursor_open(q->t, PL_TAB_DICT, &c)) goto fail;
   for (rc = pl_store_cursor_first(c, &k, &v); rc == 0; rc = pl_store_cursor_next(c, &k, &v)) {
     uint32_t id = v.n == 4 ? pl_be32_get((const unsigned char *)v.p) : UINT32_MAX;
-    if (id >= next) break; /* not this snapshot's dictionary */
+    /* not this snapshot's dictionary; or more names than ids, or one id twice: damaged */
+    if (id >= next || i >= next || sc->rank[id] != UINT32_MAX) break;
     sc->byrank[i] = id;
     sc->rank[id] = i++;
     bytes += k.n;

@@ -220,7 +220,19 @@ static void test_idmap_dense(void **state) {
   assert_false(m.dense);
   pl_idmap_add(&m, 123456, 1, 1);
   assert_int_equal(pl_idmap_get(&m, 123456)->events, 1);
-  /* entries added in one call: an array, then an id past it midway, into both kinds */
+  /* entries added in one call: into an array that stays one */
+  {
+    const pl_agg_entry_t e[] = {{3, 1, 10}, {7, 2, 20}, {3, 4, 40}};
+    assert_int_equal(pl_idmap_dense(&m, 100), 0);
+    pl_idmap_add(&m, 7, 1, 0);
+    assert_int_equal(pl_idmap_add_entries(&m, e, 3), 0);
+    assert_true(m.dense);
+    assert_int_equal(m.n, 2);
+    assert_int_equal(pl_idmap_get(&m, 3)->events, 5);
+    assert_int_equal(pl_idmap_get(&m, 7)->events, 3);
+    assert_int_equal(pl_idmap_get(&m, 7)->participants, 20);
+  }
+  /* then an id past the array midway, into both kinds */
   {
     const pl_agg_entry_t e[] = {{3, 1, 10}, {7, 2, 20}, {3, 4, 40}, {900, 5, 50}, {7, 1, 1}};
     for (int dense = 1; dense >= 0; dense--) {

@@ -1325,7 +1325,20 @@ static void test_reply_widths(void **state) {
              "{\"institution\":\"C\",\"date\":\"2020-01-03\",\"counterparts\":\"x\"}");
     assert_true(add_json(b, rec, "t"));
   }
+  /* and Many, with 70 counterparts: its activity makes this thread keep the name tables,
+   * which then cannot order EE's count (past 32 bits) and leave it to the other path */
+  for (int k0 = 0; k0 < 70; k0 += 35) {
+    int len = snprintf(rec, sizeof(rec),
+                       "{\"institution\":\"Many\",\"date\":\"2020-01-04\",\"counterparts\":[");
+    for (int k = k0; k < k0 + 35; k++)
+      len += snprintf(rec + len, sizeof(rec) - (size_t)len, "%s\"n%02d\"", k > k0 ? "," : "", k);
+    snprintf(rec + len, sizeof(rec) - (size_t)len, "]}");
+    assert_true(add_json(b, rec, "t"));
+  }
   commit(f, b);
+  r = ok(Q(f, "{'op':'activity','institution':'Many','window':30,'as_of':'2020-01-31'}"));
+  assert_int_equal(json_object_size(json_object_get(r, "counterparts")), 70);
+  json_decref(r);
   r = ok(Q(f, "{'op':'pair','a':'A','b':'B'}"));
   c = json_object_get(r, "participants_by_country");
   assert_int_equal(json_integer_value(json_object_get(c, "AA")), 5);
