@@ -71,8 +71,8 @@ typedef struct scratch {
   /* Each id's place in name order (the dict table's key order), for a dictionary of at
    * most KEEP_MAP_SLOTS names; built for the dictionary whose next id is rank_next. */
   uint32_t *rank;
-  uint32_t *byrank; /* the inverse: byrank[place] is the id, for places below nranked */
-  uint32_t rank_next, nranked;
+  uint32_t *byrank; /* the inverse: byrank[place] is the id */
+  uint32_t rank_next;
   uint64_t rank_store; /* pl_store_instance of the store they were built from */
   /* The names themselves for the same dictionary (by id: name_off[id], name_len[id] into
    * names), when they fit in KEEP_BYTES; NULL otherwise. */
@@ -963,7 +963,7 @@ static void dict_drop(scratch_t *sc) {
   free(sc->name_len);
   sc->rank = sc->byrank = sc->name_off = sc->name_len = NULL;
   sc->names = NULL;
-  sc->rank_next = sc->nranked = 0;
+  sc->rank_next = 0;
 }
 
 /* Each id's place in name order for the snapshot of q, or NULL when the dictionary is
@@ -1021,7 +1021,6 @@ static const uint32_t *name_ranks(qctx_t *q) {
   pl_store_cursor_close(c);
   if (rc != PL_ENOTFOUND) goto fail;
   sc->rank_next = next;
-  sc->nranked = i;
   sc->rank_store = pl_store_instance(q->s);
   return sc->rank;
 fail:
