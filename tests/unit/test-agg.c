@@ -220,31 +220,27 @@ static void test_idmap_dense(void **state) {
   assert_false(m.dense);
   pl_idmap_add(&m, 123456, 1, 1);
   assert_int_equal(pl_idmap_get(&m, 123456)->events, 1);
-  /* entries added in one call: into an array that stays one */
+  /* entries added in one call: into an array that stays one, into an array that meets an
+   * id past it midway, into a hash table; each after 7 was added once the usual way */
   {
-    const pl_agg_entry_t e[] = {{3, 1, 10}, {7, 2, 20}, {3, 4, 40}};
-    assert_int_equal(pl_idmap_dense(&m, 100), 0);
-    pl_idmap_add(&m, 7, 1, 0);
-    assert_int_equal(pl_idmap_add_entries(&m, e, 3), 0);
-    assert_true(m.dense);
-    assert_int_equal(m.n, 2);
-    assert_int_equal(pl_idmap_get(&m, 3)->events, 5);
-    assert_int_equal(pl_idmap_get(&m, 7)->events, 3);
-    assert_int_equal(pl_idmap_get(&m, 7)->participants, 20);
-  }
-  /* then an id past the array midway, into both kinds */
-  {
-    const pl_agg_entry_t e[] = {{3, 1, 10}, {7, 2, 20}, {3, 4, 40}, {900, 5, 50}, {7, 1, 1}};
-    for (int dense = 1; dense >= 0; dense--) {
-      assert_int_equal(pl_idmap_dense(&m, dense ? 100 : 0), 0);
+    static const pl_agg_entry_t e[] = {{3, 1, 10}, {7, 2, 20}, {3, 4, 40}, {900, 5, 50}, {7, 1, 1}};
+    static const struct {
+      uint32_t limit, n_entries, dense, n, ev7, ev900;
+    } c[] = {{100, 3, 1, 2, 3, 0}, {100, 5, 0, 3, 4, 5}, {0, 5, 0, 3, 4, 5}};
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+      assert_int_equal(pl_idmap_dense(&m, c[i].limit), 0);
       pl_idmap_add(&m, 7, 1, 0);
-      assert_int_equal(pl_idmap_add_entries(&m, e, 5), 0);
-      assert_false(m.dense);
-      assert_int_equal(m.n, 3);
+      assert_int_equal(pl_idmap_add_entries(&m, e, c[i].n_entries), 0);
+      assert_int_equal(m.dense, c[i].dense);
+      assert_int_equal(m.n, c[i].n);
       assert_int_equal(pl_idmap_get(&m, 3)->events, 5);
       assert_int_equal(pl_idmap_get(&m, 3)->participants, 50);
-      assert_int_equal(pl_idmap_get(&m, 7)->events, 4);
-      assert_int_equal(pl_idmap_get(&m, 900)->events, 5);
+      assert_int_equal(pl_idmap_get(&m, 7)->events, c[i].ev7);
+      assert_int_equal(pl_idmap_get(&m, 7)->participants, c[i].n_entries == 5 ? 21 : 20);
+      if (c[i].ev900)
+        assert_int_equal(pl_idmap_get(&m, 900)->events, c[i].ev900);
+      else
+        assert_null(pl_idmap_get(&m, 900));
     }
   }
   pl_idmap_free(&m);
