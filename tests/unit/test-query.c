@@ -1249,6 +1249,44 @@ static void test_rank_order_large(void **state) {
   check_order(f, 1);
 }
 
+/* A map of most of a small dictionary is read in name order and then sorted by count
+ * alone: a busy day (radix passes) and a quiet one (under 32 rows, an insertion sort) of
+ * Hub, whose 70 counterparts are most of the names, with ties at every count. */
+static void test_rank_order_small(void **state) {
+  fx_t *f = *state;
+  pl_batch_t *b = pl_batch_new();
+  want_cn_t want[3][70];
+  int nw[3] = {0, 0, 0};
+  char rec[200];
+  for (int k = 0; k < 70; k++) {
+    int day = k % 3 == 0 ? 5 : 6, n = 1 + k % 4;
+    char name[40];
+    order_name(name, sizeof(name), k);
+    snprintf(rec, sizeof(rec), "{\"institution\":\"%s\",\"date\":\"2020-01-01\"}", name);
+    assert_true(add_json(b, rec, "t"));
+    for (int c = 0; c < n; c++) {
+      snprintf(rec, sizeof(rec),
+               "{\"institution\":\"Hub\",\"date\":\"2020-01-%02d\",\"counterparts\":[\"%s\"]}",
+               day, name);
+      assert_true(add_json(b, rec, "t"));
+    }
+    for (int w = 0; w < 3; w++) {
+      if (w && day != 4 + w) continue;
+      snprintf(want[w][nw[w]].name, sizeof(want[w][0].name), "%s", name);
+      want[w][nw[w]++].n = n;
+    }
+  }
+  commit(f, b);
+  for (int w = 0; w < 3; w++) qsort(want[w], (size_t)nw[w], sizeof(want[w][0]), cmp_count_name);
+  assert_true(nw[1] < 32 && nw[2] >= 32);
+  expect_counterparts(f, "{'op':'activity','institution':'Hub','window':7,'as_of':'2020-01-07'}",
+                      want[0], nw[0]);
+  expect_counterparts(f, "{'op':'activity','institution':'Hub','window':1,'as_of':'2020-01-05'}",
+                      want[1], nw[1]);
+  expect_counterparts(f, "{'op':'activity','institution':'Hub','window':1,'as_of':'2020-01-06'}",
+                      want[2], nw[2]);
+}
+
 /* A kept merge of whole months answers only while the rows are the ones it was made from:
  * a late event that changes an old month's row without changing its size (a count 1 -> 2)
  * must show in the next answer. */
@@ -2922,6 +2960,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_empty_store, setup, teardown),
       cmocka_unit_test_setup_teardown(test_name_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rank_order_large, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rank_order_small, setup, teardown),
       cmocka_unit_test_setup_teardown(test_month_runs_follow_rows, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reply_widths, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rank_order_two_stores, setup, teardown),
