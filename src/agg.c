@@ -413,11 +413,16 @@ void pl_idmap_init(pl_idmap_t *m) { memset(m, 0, sizeof(*m)); }
 
 void pl_idmap_free(pl_idmap_t *m) {
   free(m->slots);
+  free(m->used);
   pl_idmap_init(m);
 }
 
 void pl_idmap_clear(pl_idmap_t *m) {
-  if (m->slots) memset(m->slots, 0, (size_t)m->cap * sizeof(*m->slots));
+  if (m->dense && m->n < m->cap / 4) {
+    for (uint32_t k = 0; k < m->n; k++) memset(&m->slots[m->used[k]], 0, sizeof(*m->slots));
+  } else if (m->slots) {
+    memset(m->slots, 0, (size_t)m->cap * sizeof(*m->slots)); /* a dense one is zero past cap */
+  }
   m->n = 0;
 }
 
@@ -441,6 +446,8 @@ static int grow(pl_idmap_t *m) {
     slots[j] = m->slots[i];
   }
   free(m->slots);
+  free(m->used);
+  m->used = NULL;
   m->slots = slots;
   m->cap = m->alloc = cap;
   m->dense = 0;
@@ -449,20 +456,27 @@ static int grow(pl_idmap_t *m) {
 
 int pl_idmap_dense(pl_idmap_t *m, uint32_t limit) {
   if (limit == 0 || limit > PL_IDMAP_DENSE_MAX) {
-    if (m->dense) { /* back to an empty hash table */
-      free(m->slots);
-      pl_idmap_init(m);
-    }
+    if (m->dense) pl_idmap_free(m); /* back to an empty hash table */
     pl_idmap_clear(m);
     return 0;
   }
-  if (limit > m->alloc) {
-    pl_agg_entry_t *slots = realloc(m->slots, (size_t)limit * sizeof(*slots));
-    if (!slots) return PL_ENOMEM;
-    m->slots = slots;
-    m->alloc = limit;
+  if (m->dense && limit <= m->alloc) {
+    pl_idmap_clear(m); /* the whole array is zero again */
+  } else {
+    /* Rounded up: a dictionary grows a name at a time, and each request asks for its size. */
+    uint32_t alloc = 64;
+    while (alloc < limit) alloc *= 2;
+    free(m->slots);
+    free(m->used);
+    pl_idmap_init(m);
+    m->slots = calloc(alloc, sizeof(*m->slots));
+    m->used = malloc((size_t)alloc * sizeof(*m->used));
+    if (!m->slots || !m->used) {
+      pl_idmap_free(m);
+      return PL_ENOMEM;
+    }
+    m->alloc = alloc;
   }
-  memset(m->slots, 0, (size_t)limit * sizeof(*m->slots));
   m->cap = limit;
   m->n = 0;
   m->dense = 1;
@@ -492,6 +506,7 @@ pl_agg_entry_t *pl_idmap_add(pl_idmap_t *m, uint32_t id, uint32_t events, uint64
   }
   if (!m->slots[j].id) {
     m->slots[j].id = id;
+    if (m->dense) m->used[m->n] = id;
     m->n++;
   }
   m->slots[j].events += events;
@@ -504,10 +519,11 @@ int pl_idmap_add_entries(pl_idmap_t *m, const pl_agg_entry_t *e, size_t n) {
   if (m->dense) {
     /* the same as pl_idmap_add, without a call and a branch on the kind of map an entry */
     pl_agg_entry_t *slots = m->slots;
-    uint32_t cap = m->cap, added = 0;
+    uint32_t cap = m->cap, added = 0, *used = m->used + m->n;
     for (; i < n && e[i].id < cap; i++) {
       pl_agg_entry_t *slot = &slots[e[i].id];
       assert(e[i].id != 0);
+      used[added] = e[i].id; /* kept only if new: there is room for every id below cap */
       added += slot->id == 0;
       slot->id = e[i].id;
       slot->events += e[i].events;
@@ -529,6 +545,7 @@ static inline __attribute__((always_inline)) int add_dense(pl_idmap_t *m, pl_agg
   const unsigned char *p = it->p, *end = it->end;
   uint32_t id = it->id, left = it->left, n = m->n, cap = m->cap;
   pl_agg_entry_t *slots = m->slots;
+  uint32_t *used = m->used;
   int rc = 0;
   while (left) {
     const unsigned char *entry = p;
@@ -557,7 +574,7 @@ static inline __attribute__((always_inline)) int add_dense(pl_idmap_t *m, pl_agg
     slot = &slots[id];
     if (!slot->id) {
       slot->id = id;
-      n++;
+      used[n++] = id;
     }
     slot->events += neg ? 0u - (uint32_t)ev : (uint32_t)ev;
     slot->participants += neg ? 0u - pa : pa;
@@ -604,13 +621,13 @@ static int cmp_events_desc(const void *x, const void *y) {
 
 pl_agg_entry_t *pl_idmap_sorted(const pl_idmap_t *m, uint32_t *n) {
   pl_agg_entry_t *out;
+  const pl_agg_entry_t *e;
   uint32_t k = 0;
   *n = 0;
   if (!m->n) return NULL;
   out = malloc((size_t)m->n * sizeof(*out));
   if (!out) return NULL;
-  for (uint32_t i = 0; i < m->cap; i++)
-    if (m->slots[i].id) out[k++] = m->slots[i];
+  for (uint32_t pos = 0; (e = pl_idmap_next(m, &pos));) out[k++] = *e;
   qsort(out, k, sizeof(*out), cmp_events_desc);
   *n = k;
   return out;

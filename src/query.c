@@ -181,14 +181,12 @@ static void *scratch_buf(scratch_t *sc, int i, size_t n) {
   return sc->buf[i];
 }
 
-/* An empty id map. With dense, an array indexed by id when the dictionary is small
- * enough: for maps that may hold much of the dictionary (counterparts, institutions). The
- * few kinds, formats, topics or countries of a request are cheaper in a small hash table
- * than in an array cleared whole on every request. */
-static pl_idmap_t *scratch_map(scratch_t *sc, int i, int dense) {
-  /* An array costs its whole size to clear on every request: worth it only while it is as
-   * small as the maps the scratch keeps anyway. */
-  uint32_t limit = dense && sc->dense_limit <= KEEP_MAP_SLOTS ? sc->dense_limit : 0;
+/* An empty id map: an array indexed by id while the dictionary is small enough, else a
+ * hash table. The array lists the ids it holds, so a request that fills few of its slots
+ * (a quiet institution, the few kinds or topics of a day) clears and walks only those. */
+static pl_idmap_t *scratch_map(scratch_t *sc, int i) {
+  /* Capped at the size of map the scratch keeps from one request to the next. */
+  uint32_t limit = sc->dense_limit <= KEEP_MAP_SLOTS ? sc->dense_limit : 0;
   if (pl_idmap_dense(&sc->map[i], limit) != 0) pl_idmap_dense(&sc->map[i], 0);
   return &sc->map[i];
 }
@@ -925,11 +923,11 @@ static int rank_from_map(scratch_t *sc, const pl_idmap_t *m, int parts, int skip
                          size_t *n) {
   rank_t *r = scratch_buf(sc, 0, (m->n ? m->n : 1) * sizeof(*r));
   size_t k = 0;
+  const pl_agg_entry_t *e;
   if (!r) return PL_ENOMEM;
-  for (uint32_t i = 0; i < m->cap; i++) {
-    const pl_agg_entry_t *e = &m->slots[i];
+  for (uint32_t pos = 0; (e = pl_idmap_next(m, &pos));) {
     uint64_t v = parts ? e->participants : e->events;
-    if (!e->id || (skip_zero && v == 0)) continue;
+    if (skip_zero && v == 0) continue;
     r[k].id = e->id;
     r[k].value = v;
     k++;
@@ -1172,10 +1170,10 @@ static int pack_counts_kept(qctx_t *q, const pl_idmap_t *m, int parts, int skip_
     if (seen != m->n) return 1; /* an id with no name: the other path says so */
     low = 32;
   } else {
-    for (uint32_t i = 0; i < m->cap; i++) {
-      const pl_agg_entry_t *e = &m->slots[i];
+    const pl_agg_entry_t *e;
+    for (uint32_t pos = 0; (e = pl_idmap_next(m, &pos));) {
       uint64_t v = parts ? e->participants : e->events;
-      if (!e->id || (skip_zero && v == 0)) continue;
+      if (skip_zero && v == 0) continue;
       if (v > UINT32_MAX || e->id >= sc->rank_next || rank[e->id] == UINT32_MAX) return 1;
       key[n++] = (uint64_t)(UINT32_MAX - v) << 32 | rank[e->id];
       need += sc->name_len[e->id] + 5 + 9;
@@ -1508,8 +1506,7 @@ static void mrun_keep(qctx_t *q, uint32_t inst, uint32_t m1, uint32_t m2, const 
   mrun_t e, *slot = NULL;
   size_t nall = 0, at = 0, nm = m2 - m1 + 1;
   memset(&e, 0, sizeof(e));
-  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++)
-    for (uint32_t i = 0; i < t->sect[s]->cap; i++) nall += t->sect[s]->slots[i].id != 0;
+  for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) nall += t->sect[s]->n;
   e.bytes = nm * sizeof(fp_row_t) + nall * sizeof(pl_agg_entry_t) + sizeof(e);
   if (e.bytes > mrun_max_bytes / 4) return;
   if (!(e.fp = malloc(nm * sizeof(*e.fp))) ||
@@ -1520,9 +1517,9 @@ static void mrun_keep(qctx_t *q, uint32_t inst, uint32_t m1, uint32_t m2, const 
   for (size_t i = 0; i < nm; i++) fp_of(&e.fp[i], &v[i], have[i]);
   for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) {
     const pl_idmap_t *m = t->sect[s];
+    const pl_agg_entry_t *x;
     size_t start = at;
-    for (uint32_t i = 0; i < m->cap; i++)
-      if (m->slots[i].id) e.ent[at++] = m->slots[i];
+    for (uint32_t pos = 0; (x = pl_idmap_next(m, &pos));) e.ent[at++] = *x;
     e.nent[s] = (uint32_t)(at - start);
   }
   e.store = pl_store_instance(q->s);
@@ -1613,7 +1610,7 @@ static int months_run(qctx_t *q, walk_t *w, act_t *a, uint32_t m1, uint32_t m2) 
   }
   memset(&t, 0, sizeof(t));
   for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++)
-    t.sect[s] = scratch_map(sc, PL_AGG_COUNTERPARTS + 2 + s, s == PL_AGG_COUNTERPARTS);
+    t.sect[s] = scratch_map(sc, PL_AGG_COUNTERPARTS + 2 + s);
   for (uint32_t i = 0; i < n; i++)
     if (have[i] && (rc = act_visit(&t, &v[i], 1, m1 + i, 0))) return rc;
   mrun_keep(q, w->a, m1, m2, v, have, &t);
@@ -1622,10 +1619,9 @@ static int months_run(qctx_t *q, walk_t *w, act_t *a, uint32_t m1, uint32_t m2) 
   a->active_days += t.active_days;
   for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++) {
     const pl_idmap_t *m = t.sect[s];
-    for (uint32_t i = 0; i < m->cap; i++)
-      if (m->slots[i].id &&
-          !pl_idmap_add(a->sect[s], m->slots[i].id, m->slots[i].events, m->slots[i].participants))
-        return PL_ENOMEM;
+    const pl_agg_entry_t *x;
+    for (uint32_t pos = 0; (x = pl_idmap_next(m, &pos));)
+      if (!pl_idmap_add(a->sect[s], x->id, x->events, x->participants)) return PL_ENOMEM;
   }
   return 0;
 }
@@ -1676,7 +1672,7 @@ static int op_activity(qctx_t *q) {
   act_t a;
   memset(&a, 0, sizeof(a));
   for (int s = 0; s <= PL_AGG_COUNTERPARTS; s++)
-    a.sect[s] = scratch_map(q->sc, s, s == PL_AGG_COUNTERPARTS);
+    a.sect[s] = scratch_map(q->sc, s);
   rc = arg_name(q, "institution", &name, &given);
   if (!rc && !given) rc = fail(q, PL_QERR_BAD_REQUEST, "institution is required");
   if (!rc) rc = arg_window(q, &from, &to, &window, &none);
@@ -1921,7 +1917,7 @@ static int op_top(qctx_t *q) {
   int by, none, nf, sect, nomatch, rc;
   size_t n = 0, k = 0;
   filt_t f;
-  pl_idmap_t *vals = scratch_map(q->sc, PL_AGG_COUNTERPARTS + 1, 1);
+  pl_idmap_t *vals = scratch_map(q->sc, PL_AGG_COUNTERPARTS + 1);
   pairset_t *set = scratch_set(q->sc);
   rank_t *r;
   if ((rc = arg_window(q, &from, &to, &window, &none)) ||
@@ -2192,8 +2188,8 @@ static int op_pair(qctx_t *q) {
   pair_acc_t a;
   memset(&a, 0, sizeof(a));
   a.first = a.last = PL_AGG_NO_DAY;
-  a.kinds = scratch_map(q->sc, 0, 0);
-  a.countries = scratch_map(q->sc, 1, 0);
+  a.kinds = scratch_map(q->sc, 0);
+  a.countries = scratch_map(q->sc, 1);
   if ((rc = arg_name(q, "a", &na, &ga)) || (rc = arg_name(q, "b", &nb, &gb)) ||
       (rc = arg_range(q, &from, &to, &none)) ||
       (rc = arg_choice(q, "period", periods, 0, "year, month", &period)))
@@ -2257,7 +2253,7 @@ static int op_topics(qctx_t *q) {
   uint64_t limit;
   int none, rc;
   size_t n = 0, k = 0;
-  pl_idmap_t *topics = scratch_map(q->sc, PL_AGG_TOPICS, 0);
+  pl_idmap_t *topics = scratch_map(q->sc, PL_AGG_TOPICS);
   rank_t *r;
   walk_t w;
   if ((rc = arg_window(q, &from, &to, &window, &none)) ||

@@ -125,15 +125,27 @@ int pl_agg_view_find(const pl_agg_view_t *v, int sect, uint32_t id, pl_agg_entry
 
 /* A map from a u32 id to a counter: an open-addressing hash table, or, when the caller
  * knows the ids are all below a small limit (a small dictionary), an array indexed by id,
- * which is several times faster. Owns its table. Walk it over slots[0..cap), skipping
- * entries whose id is 0. */
+ * which is several times faster. Owns its table and list. Walk it with pl_idmap_next. */
 #define PL_IDMAP_DENSE_MAX 65536u
 typedef struct pl_idmap {
   pl_agg_entry_t *slots; /* id 0 marks an empty slot: dictionary ids start at 1 */
   uint32_t cap, n;
   uint32_t alloc; /* slots allocated (>= cap) */
   int dense;      /* slots[id] holds id */
+  /* dense: the n ids present, in the order they came (room for alloc). Every other slot
+   * of [0, alloc) is zero, so emptying and walking the array cost what it holds, not its
+   * size: a quiet institution's request fills a few dozen of thousands of slots. */
+  uint32_t *used;
 } pl_idmap_t;
+
+/* Walks m: *pos starts at 0. Returns the next entry (in no set order), or NULL after the
+ * last. Entries may be changed, not added, during the walk. */
+static inline pl_agg_entry_t *pl_idmap_next(const pl_idmap_t *m, uint32_t *pos) {
+  if (m->dense) return *pos < m->n ? &m->slots[m->used[(*pos)++]] : NULL;
+  for (; *pos < m->cap; (*pos)++)
+    if (m->slots[*pos].id) return &m->slots[(*pos)++];
+  return NULL;
+}
 
 void pl_idmap_init(pl_idmap_t *m);
 void pl_idmap_free(pl_idmap_t *m);

@@ -246,6 +246,88 @@ static void test_idmap_dense(void **state) {
   pl_idmap_free(&m);
 }
 
+/* Walks m, checking that it visits each present id once and nothing else: want[id] is 1
+ * for an id that must be there. Returns how many it visited. */
+static uint32_t walk_check(const pl_idmap_t *m, const unsigned char *want, uint32_t ids) {
+  unsigned char *seen = calloc(ids, 1);
+  const pl_agg_entry_t *e;
+  uint32_t k = 0;
+  for (uint32_t pos = 0; (e = pl_idmap_next(m, &pos)); k++) {
+    assert_true(e->id > 0 && e->id < ids);
+    assert_true(want[e->id]);
+    assert_false(seen[e->id]);
+    seen[e->id] = 1;
+    assert_ptr_equal(pl_idmap_get(m, e->id), e);
+  }
+  for (uint32_t id = 1; id < ids; id++) assert_int_equal(seen[id], want[id]);
+  assert_int_equal(k, m->n);
+  free(seen);
+  return k;
+}
+
+/* An array map lists the ids it holds: every path that adds an id (one at a time, many at
+ * once, a view) lists it, and emptying the map (few entries: the listed slots; many: the
+ * whole array) leaves every slot of the allocation zero, also for a larger limit that
+ * reuses it. A hash table walks its slots. */
+static void test_idmap_walk(void **state) {
+  enum { IDS = 1000 };
+  static const pl_agg_entry_t ents[] = {{20, 1, 1}, {5, 1, 1}, {21, 2, 2}};
+  unsigned char want[IDS] = {0};
+  pl_idmap_t m;
+  pl_agg_t a;
+  pl_agg_view_t v;
+  unsigned char buf[512];
+  size_t len;
+  (void)state;
+  pl_agg_init(&a);
+  pl_agg_count(&a, 10, 0);
+  pl_agg_add(&a, PL_AGG_COUNTERPARTS, 9, 1, 1);
+  pl_agg_add(&a, PL_AGG_COUNTERPARTS, 30, 1, 1);
+  len = pl_agg_encode(&a, buf);
+  assert_int_equal(pl_agg_view(&v, buf, len), 0);
+  pl_idmap_init(&m);
+  for (int round = 0; round < 4; round++) {
+    /* 200; then 250 and 240 in the same allocation, the first emptied slot by slot, the
+     * second (after 106 entries) whole; then 600 in a new one */
+    static const uint32_t limits[] = {200, 250, 240, 600};
+    uint32_t limit = limits[round], many = round == 1 ? 100 : 0;
+    memset(want, 0, sizeof(want));
+    assert_int_equal(pl_idmap_dense(&m, limit), 0);
+    assert_true(m.dense);
+    for (uint32_t i = 0; i < m.alloc; i++) {
+      assert_int_equal(m.slots[i].id, 0);
+      assert_int_equal(m.slots[i].events, 0);
+      assert_int_equal(m.slots[i].participants, 0);
+    }
+    assert_int_equal(walk_check(&m, want, IDS), 0);
+    pl_idmap_add(&m, 5, 1, 1);
+    pl_idmap_add(&m, limit - 1, 1, 1);
+    assert_int_equal(pl_idmap_add_entries(&m, ents, 3), 0);
+    assert_int_equal(pl_idmap_add_view(&m, &v, PL_AGG_COUNTERPARTS), 0);
+    assert_int_equal(pl_idmap_sub_view(&m, &v, PL_AGG_COUNTERPARTS), 0); /* zero, still held */
+    want[5] = want[limit - 1] = want[20] = want[21] = want[9] = want[30] = 1;
+    for (uint32_t id = 100; id < 100 + many; id++) {
+      pl_idmap_add(&m, id, 1, 0);
+      want[id] = 1;
+    }
+    assert_true(m.dense);
+    assert_int_equal(walk_check(&m, want, IDS), 6 + many);
+    assert_int_equal(pl_idmap_get(&m, 5)->events, 2);
+    assert_int_equal(pl_idmap_get(&m, 9)->events, 0);
+  }
+  /* a hash table */
+  assert_int_equal(pl_idmap_dense(&m, 0), 0);
+  assert_false(m.dense);
+  memset(want, 0, sizeof(want));
+  for (uint32_t id = 3; id < IDS; id += 7) {
+    pl_idmap_add(&m, id, 1, 0);
+    want[id] = 1;
+  }
+  assert_int_equal(walk_check(&m, want, IDS), (IDS - 3 + 6) / 7);
+  pl_idmap_free(&m);
+  pl_agg_free(&a);
+}
+
 /* Views summed into maps: every varint width the decoder has a path for, a dense map that
  * meets an id past its array, taking a subset away again, and bytes that do not decode. */
 static void test_idmap_views(void **state) {
@@ -436,6 +518,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encode_view_roundtrip), cmocka_unit_test(test_merged_equals_normalized_sum),
       cmocka_unit_test(test_idmap),                 cmocka_unit_test(test_idmap_dense),
+      cmocka_unit_test(test_idmap_walk),
       cmocka_unit_test(test_idmap_views),
       cmocka_unit_test(test_peek),                  cmocka_unit_test(test_corrupt_rows),
       cmocka_unit_test(test_cover),              cmocka_unit_test(test_days),
