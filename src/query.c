@@ -41,7 +41,9 @@ typedef struct pairset {
  * institution. Allocated and freed per request, they made glibc give the top of the heap
  * back to the kernel after nearly every query, and the page-table work that followed cost
  * more than the query. So each thread keeps them from one request to the next, and lets go
- * of any that one request made large. */
+ * of any that one request made large. Kept a thread at most: nine id maps of KEEP_MAP_SLOTS
+ * entries (20 bytes each with the list of ids: 1.4 MiB), the month-run slots (50 KB; the
+ * runs themselves share one budget), four buffers of KEEP_BYTES. */
 #define KEEP_MAP_SLOTS 8192
 #define KEEP_SET_SLOTS 262144
 #define KEEP_BYTES (1u << 20)
@@ -1152,8 +1154,9 @@ static int pack_counts_kept(qctx_t *q, const pl_idmap_t *m, int parts, int skip_
   unsigned char *o;
   if (!key || !tmp) return PL_ENOMEM;
   if (m->dense && (uint64_t)m->n * 4 >= sc->nranked) {
-    /* Most of the dictionary: read the array in name order, so that the keys come out
-     * sorted by name and the sort need only order the values (two passes, not four). */
+    /* A quarter of the dictionary or more: read the array in name order, so that the keys
+     * come out sorted by name and the sort need only order the values (two radix passes,
+     * not four); a walk of the whole name table costs less than the two passes saved. */
     size_t seen = 0;
     for (uint32_t r = 0; r < sc->nranked; r++) {
       uint32_t id = sc->byrank[r];
@@ -1167,7 +1170,8 @@ static int pack_counts_kept(qctx_t *q, const pl_idmap_t *m, int parts, int skip_
       key[n++] = (uint64_t)(UINT32_MAX - v) << 32 | r;
       need += sc->name_len[id] + 5 + 9;
     }
-    if (seen != m->n) return 1; /* an id with no name: the other path says so */
+    /* An id with no name: pack_counts ranks by reading names, which reports the damage. */
+    if (seen != m->n) return 1;
     low = 32;
   } else {
     const pl_agg_entry_t *e;

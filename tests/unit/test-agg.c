@@ -324,6 +324,16 @@ static void test_idmap_walk(void **state) {
     want[id] = 1;
   }
   assert_int_equal(walk_check(&m, want, IDS), (IDS - 3 + 6) / 7);
+  /* an array again, though the hash table's allocation was large enough: all zero */
+  assert_true(m.alloc >= 100);
+  assert_int_equal(pl_idmap_dense(&m, 100), 0);
+  assert_true(m.dense);
+  for (uint32_t i = 0; i < m.alloc; i++) assert_int_equal(m.slots[i].id, 0);
+  memset(want, 0, sizeof(want));
+  assert_int_equal(walk_check(&m, want, IDS), 0);
+  pl_idmap_add(&m, 10, 1, 1);
+  want[10] = 1;
+  assert_int_equal(walk_check(&m, want, IDS), 1);
   pl_idmap_free(&m);
   pl_agg_free(&a);
 }

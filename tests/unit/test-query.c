@@ -1249,42 +1249,61 @@ static void test_rank_order_large(void **state) {
   check_order(f, 1);
 }
 
-/* A map of most of a small dictionary is read in name order and then sorted by count
- * alone: a busy day (radix passes) and a quiet one (under 32 rows, an insertion sort) of
- * Hub, whose 70 counterparts are most of the names, with ties at every count. */
+/* A map of a quarter or more of a small dictionary is read in name order and then sorted
+ * by count alone. Hub's 80 counterparts are most of the names, with ties at every count:
+ * names 0..69 met on day 5 or 6 (some also on day 1), names 70..79 on day 1 only. Windows:
+ * a week (radix passes), day 5 (under 32 rows: an insertion sort), day 6, and January
+ * less its first day, read as the month minus day 1, which leaves names 70..79 at zero:
+ * they must not be in the answer. */
+static int small_count(int k, int lo, int hi) {
+  int day = k % 3 == 0 ? 5 : 6, n = 0;
+  if (k < 70 && day >= lo && day <= hi) n += 1 + k % 4;
+  if ((k >= 70 || k % 5 == 0) && lo <= 1) n++;
+  return n;
+}
+
 static void test_rank_order_small(void **state) {
+  static const struct {
+    const char *req;
+    int lo, hi;
+  } w[] = {{"{'op':'activity','institution':'Hub','window':7,'as_of':'2020-01-07'}", 1, 7},
+           {"{'op':'activity','institution':'Hub','window':1,'as_of':'2020-01-05'}", 5, 5},
+           {"{'op':'activity','institution':'Hub','window':1,'as_of':'2020-01-06'}", 6, 6},
+           {"{'op':'activity','institution':'Hub','window':30,'as_of':'2020-01-31'}", 2, 31}};
   fx_t *f = *state;
   pl_batch_t *b = pl_batch_new();
-  want_cn_t want[3][70];
-  int nw[3] = {0, 0, 0};
   char rec[200];
-  for (int k = 0; k < 70; k++) {
-    int day = k % 3 == 0 ? 5 : 6, n = 1 + k % 4;
+  for (int k = 0; k < 80; k++) {
     char name[40];
     order_name(name, sizeof(name), k);
     snprintf(rec, sizeof(rec), "{\"institution\":\"%s\",\"date\":\"2020-01-01\"}", name);
     assert_true(add_json(b, rec, "t"));
-    for (int c = 0; c < n; c++) {
-      snprintf(rec, sizeof(rec),
-               "{\"institution\":\"Hub\",\"date\":\"2020-01-%02d\",\"counterparts\":[\"%s\"]}",
-               day, name);
-      assert_true(add_json(b, rec, "t"));
-    }
-    for (int w = 0; w < 3; w++) {
-      if (w && day != 4 + w) continue;
-      snprintf(want[w][nw[w]].name, sizeof(want[w][0].name), "%s", name);
-      want[w][nw[w]++].n = n;
-    }
+    for (int day = 1; day <= 6; day++)
+      for (int c = small_count(k, day, day); c > 0; c--) {
+        snprintf(rec, sizeof(rec),
+                 "{\"institution\":\"Hub\",\"date\":\"2020-01-%02d\",\"counterparts\":[\"%s\"]}",
+                 day, name);
+        assert_true(add_json(b, rec, "t"));
+      }
   }
+  /* another month, so that January is a whole month row */
+  assert_true(add_json(b, "{\"institution\":\"Hub\",\"date\":\"2020-02-01\"}", "t"));
   commit(f, b);
-  for (int w = 0; w < 3; w++) qsort(want[w], (size_t)nw[w], sizeof(want[w][0]), cmp_count_name);
-  assert_true(nw[1] < 32 && nw[2] >= 32);
-  expect_counterparts(f, "{'op':'activity','institution':'Hub','window':7,'as_of':'2020-01-07'}",
-                      want[0], nw[0]);
-  expect_counterparts(f, "{'op':'activity','institution':'Hub','window':1,'as_of':'2020-01-05'}",
-                      want[1], nw[1]);
-  expect_counterparts(f, "{'op':'activity','institution':'Hub','window':1,'as_of':'2020-01-06'}",
-                      want[2], nw[2]);
+  assert_int_equal(pl_store_refresh(f->s), 0); /* the month rows, folded */
+  for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+    want_cn_t want[80];
+    int nw = 0;
+    for (int k = 0; k < 80; k++) {
+      int n = small_count(k, w[i].lo, w[i].hi);
+      if (!n) continue;
+      order_name(want[nw].name, sizeof(want[nw].name), k);
+      want[nw++].n = n;
+    }
+    qsort(want, (size_t)nw, sizeof(want[0]), cmp_count_name);
+    if (i == 1) assert_true(nw < 32);
+    if (i == 3) assert_int_equal(nw, 70);
+    expect_counterparts(f, w[i].req, want, nw);
+  }
 }
 
 /* A kept merge of whole months answers only while the rows are the ones it was made from:
@@ -2986,5 +3005,8 @@ int main(void) {
    * each answer is checked against the model while rows change under the kept merges. */
   pl_query_set_month_cache(8u << 20, 1);
   failed += cmocka_run_group_tests_name("query, every month run kept", tests, NULL, NULL);
+  /* And with room for only a few: runs are evicted and their slots reused all along. */
+  pl_query_set_month_cache(16u << 10, 1);
+  failed += cmocka_run_group_tests_name("query, month runs evicted", tests, NULL, NULL);
   return failed;
 }
