@@ -193,7 +193,12 @@ static int runs_here(qconn_t *c) {
   if (c->frame_error) return 1;
   if (c->frame_len > LIGHT_FRAME_MAX) return 0;
   decode(c);
-  if (c->decoded < 0 || pl_query_is_light(&c->req.data)) return 1;
+  if (c->decoded < 0) return 1;
+  {
+    pl_store_info_t info;
+    pl_store_get_info(c->qs->store, &info);
+    if (pl_query_is_light(&c->req.data, info.first_day, info.last_day)) return 1;
+  }
   /* Not kept while it waits for a pool thread (which decodes it again). */
   msgpack_unpacked_destroy(&c->req);
   c->decoded = 0;

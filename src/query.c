@@ -409,11 +409,31 @@ pl_str_t pl_query_op_name(const msgpack_object *req) {
   return pl_str(op->via.str.ptr, op->via.str.size);
 }
 
-int pl_query_is_light(const msgpack_object *req) {
+/* A date argument for pl_query_is_light: *day gets it, or def when it is absent or nil.
+ * Returns 0, or -1 when it is not a date. */
+static int light_date(const msgpack_object *req, const char *name, uint32_t def, uint32_t *day) {
+  const msgpack_object *a = field(req, name);
+  *day = def;
+  if (!a || a->type == MSGPACK_OBJECT_NIL) return 0;
+  if (a->type != MSGPACK_OBJECT_STR || pl_date_parse(a->via.str.ptr, a->via.str.size, day))
+    return -1;
+  return 0;
+}
+
+int pl_query_is_light(const msgpack_object *req, uint32_t first_day, uint32_t last_day) {
   pl_str_t op = pl_query_op_name(req);
   const msgpack_object *w;
   uint64_t v = 0;
   if (pl_str_eq(op, "ping") || pl_str_eq(op, "stats")) return 1;
+  if (pl_str_eq(op, "pair")) {
+    /* One pair-month row a month of its range (and at most two months of day rows), which
+     * is the store's whole span unless from or to narrow it. */
+    uint32_t d1, d2;
+    if (light_date(req, "from", first_day, &d1) || light_date(req, "to", last_day, &d2))
+      return 0;
+    if (d1 == PL_AGG_NO_DAY || d2 == PL_AGG_NO_DAY) return d1 == d2; /* an empty store */
+    return d2 >= d1 && d2 - d1 < PL_QUERY_LIGHT_PAIR_DAYS;
+  }
   if (pl_str_eq(op, "series")) {
     /* Day headers or per-period walks over a range given in full; two filters would make
      * it a scan of the events. */

@@ -368,6 +368,7 @@ struct pl_store {
   uint32_t stale_readers;
   uint64_t info_map_size, info_used; /* published by publish_info() */
   uint32_t info_psize, info_readers;
+  uint32_t info_first_day, info_last_day;
 };
 
 struct pl_rtxn {
@@ -1806,6 +1807,8 @@ static void publish_info(pl_store_t *s) {
   __atomic_store_n(&s->info_used, (uint64_t)(ei.me_last_pgno + 1) * st.ms_psize, __ATOMIC_RELAXED);
   __atomic_store_n(&s->info_psize, (uint32_t)st.ms_psize, __ATOMIC_RELAXED);
   __atomic_store_n(&s->info_readers, (uint32_t)ei.me_numreaders, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->info_first_day, s->state.first_day, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->info_last_day, s->state.last_day, __ATOMIC_RELAXED);
 }
 
 void pl_store_get_info(pl_store_t *s, pl_store_info_t *info) {
@@ -1815,6 +1818,8 @@ void pl_store_get_info(pl_store_t *s, pl_store_info_t *info) {
   info->page_size = __atomic_load_n(&s->info_psize, __ATOMIC_RELAXED);
   info->used_bytes = __atomic_load_n(&s->info_used, __ATOMIC_RELAXED);
   info->readers = __atomic_load_n(&s->info_readers, __ATOMIC_RELAXED);
+  info->first_day = __atomic_load_n(&s->info_first_day, __ATOMIC_RELAXED);
+  info->last_day = __atomic_load_n(&s->info_last_day, __ATOMIC_RELAXED);
   info->stale_readers = __atomic_load_n(&s->stale_readers, __ATOMIC_RELAXED);
   info->commits = __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
   info->commit_errors = __atomic_load_n(&s->commit_errors, __ATOMIC_RELAXED);

@@ -1668,7 +1668,10 @@ static void test_op_name(void **state) {
   msgpack_sbuffer_destroy(&sb);
 }
 
-/* Whether a request text (JSON, ' for ") is light. */
+/* The store's days light() passes: 2014-07-08..2024-12-13, as in the bench's store. */
+static uint32_t g_light_first, g_light_last;
+
+/* Whether a request text (JSON, ' for ") is light, for a store of g_light_first..last. */
 static int light(const char *text) {
   char *t = dq(text);
   json_error_t err;
@@ -1685,7 +1688,7 @@ static int light(const char *text) {
   pack_json(&pk, j);
   msgpack_unpacked_init(&u);
   assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, &off), MSGPACK_UNPACK_SUCCESS);
-  r = pl_query_is_light(&u.data);
+  r = pl_query_is_light(&u.data, g_light_first, g_light_last);
   msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&sb);
   json_decref(j);
@@ -1715,7 +1718,26 @@ static void test_is_light(void **state) {
   assert_false(light("{'op':'series','from':'2020-01-01'}"));
   assert_false(light("{'op':'series','from':'2020-01-01','to':'2020-13-01'}"));
   assert_false(light("{'op':'series','from':'2020-01-01','to':'2020-02-01','kind':'visit','topic':'x'}"));
+  /* pair: its range, from the store's days where not given, up to 20 years */
+  g_light_first = pl_date_from_ymd(2014, 7, 8);
+  g_light_last = pl_date_from_ymd(2024, 12, 13);
+  assert_true(light("{'op':'pair','a':'A','b':'B'}"));
+  assert_true(light("{'op':'pair','a':'A','b':'B','from':null,'to':'2030-01-01'}"));
+  assert_true(light("{'op':'pair','a':'A','b':'B','from':'1990-01-01','to':'2009-12-31'}"));
+  assert_false(light("{'op':'pair','a':'A','b':'B','from':'1990-01-01','to':'2010-01-01'}"));
+  assert_false(light("{'op':'pair','a':'A','b':'B','from':'1990-01-01'}"));
+  assert_false(light("{'op':'pair','a':'A','b':'B','to':'2034-07-08'}"));
+  assert_true(light("{'op':'pair','a':'A','b':'B','to':'2034-07-07'}"));
+  assert_false(light("{'op':'pair','a':'A','b':'B','from':'2020-01-02','to':'2020-01-01'}"));
+  assert_false(light("{'op':'pair','a':'A','b':'B','from':'2020-13-01'}"));
+  assert_false(light("{'op':'pair','a':'A','b':'B','from':7}"));
+  g_light_first = pl_date_from_ymd(1990, 1, 1); /* a store of 35 years */
   assert_false(light("{'op':'pair','a':'A','b':'B'}"));
+  assert_true(light("{'op':'pair','a':'A','b':'B','from':'2020-01-01'}"));
+  g_light_first = g_light_last = PL_AGG_NO_DAY; /* an empty store */
+  assert_true(light("{'op':'pair','a':'A','b':'B'}"));
+  assert_false(light("{'op':'pair','a':'A','b':'B','from':'2020-01-01'}"));
+  assert_true(light("{'op':'pair','a':'A','b':'B','from':'2020-01-01','to':'2020-12-31'}"));
   assert_false(light("{'op':'nope'}"));
   assert_false(light("['ping']"));
   assert_false(light("{}"));

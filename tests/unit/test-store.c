@@ -77,7 +77,11 @@ static void test_events_keyed_by_date_then_institution(void **state) {
   pl_cursor_t *c;
   pl_str_t k, v;
   uint32_t prev_day = 0, prev_inst = 0, n = 0;
+  pl_store_info_t info;
 
+  pl_store_get_info(f->s, &info);
+  assert_int_equal(info.first_day, PL_AGG_NO_DAY);
+  assert_int_equal(info.last_day, PL_AGG_NO_DAY);
   r = R("Zeta Institute", "2023-05-02");
   tu_add(b, &r, 0);
   r = R("Alpha Center", "2023-05-02");
@@ -90,6 +94,16 @@ static void test_events_keyed_by_date_then_institution(void **state) {
   assert_int_equal(b->stored, 4);
   assert_int_equal(b->status, 0);
   pl_batch_free(b);
+  /* the span other threads plan with: after the commit, and again from a reopened store */
+  for (int reopen = 0; reopen < 2; reopen++) {
+    if (reopen) {
+      pl_store_close(f->s);
+      assert_non_null(f->s = tu_store(f->dir, 4 * MiB, 256 * MiB));
+    }
+    pl_store_get_info(f->s, &info);
+    assert_int_equal(info.first_day, D("2019-01-01"));
+    assert_int_equal(info.last_day, D("2023-05-02"));
+  }
 
   assert_int_equal(pl_store_read_begin(f->s, &t), 0);
   assert_int_equal(pl_store_cursor_open(t, PL_TAB_EVENTS, &c), 0);
