@@ -197,7 +197,7 @@ static int runs_here(qconn_t *c) {
   {
     pl_store_info_t info;
     pl_store_get_info(c->qs->store, &info);
-    if (pl_query_is_light(&c->req.data, info.first_day, info.last_day)) return 1;
+    if (pl_query_is_light(&c->req.data, &info)) return 1;
   }
   /* Not kept while it waits for a pool thread (which decodes it again). */
   msgpack_unpacked_destroy(&c->req);

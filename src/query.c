@@ -420,7 +420,7 @@ static int light_date(const msgpack_object *req, const char *name, uint32_t def,
   return 0;
 }
 
-int pl_query_is_light(const msgpack_object *req, uint32_t first_day, uint32_t last_day) {
+int pl_query_is_light(const msgpack_object *req, const pl_store_info_t *info) {
   pl_str_t op = pl_query_op_name(req);
   const msgpack_object *w;
   uint64_t v = 0;
@@ -429,7 +429,9 @@ int pl_query_is_light(const msgpack_object *req, uint32_t first_day, uint32_t la
     /* One pair-month row a month of its range (and at most two months of day rows), which
      * is the store's whole span unless from or to narrow it. */
     uint32_t d1, d2;
-    if (light_date(req, "from", first_day, &d1) || light_date(req, "to", last_day, &d2))
+    if (!info || info->stale_months > PL_QUERY_LIGHT_PAIR_STALE ||
+        light_date(req, "from", info->first_day, &d1) ||
+        light_date(req, "to", info->last_day, &d2))
       return 0;
     if (d1 == PL_AGG_NO_DAY || d2 == PL_AGG_NO_DAY) return d1 == d2; /* an empty store */
     return d2 >= d1 && d2 - d1 < PL_QUERY_LIGHT_PAIR_DAYS;

@@ -368,7 +368,8 @@ struct pl_store {
   uint32_t stale_readers;
   uint64_t info_map_size, info_used; /* published by publish_info() */
   uint32_t info_psize, info_readers;
-  uint32_t info_first_day, info_last_day;
+  uint64_t info_span; /* first_day << 32 | last_day: one load gives a matching pair */
+  uint32_t info_stale;
 };
 
 struct pl_rtxn {
@@ -1263,13 +1264,14 @@ int pl_store_refresh(pl_store_t *s) {
     if (rc != PL_ESTOREFULL || grow_map(s) != 0) break;
   }
   s->last_fold_ms = mono_ms();
+  if (rc == 0) {
+    agg_map_clear(&s->pend_months);
+    agg_map_clear(&s->pend_pairs);
+    s->stale.n = s->unknown.n = 0;
+    s->pending_lost = 0;
+  }
   publish_info(s);
-  if (rc) return rc;
-  agg_map_clear(&s->pend_months);
-  agg_map_clear(&s->pend_pairs);
-  s->stale.n = s->unknown.n = 0;
-  s->pending_lost = 0;
-  return 0;
+  return rc;
 }
 
 int pl_store_refresh_due(const pl_store_t *s, uint64_t now_ms) {
@@ -1497,6 +1499,7 @@ int pl_store_rebuild(pl_store_t *s, uint64_t *events) {
     s->stale.n = s->unknown.n = 0;
     s->pending_lost = 0;
   }
+  publish_info(s);
   return rc;
 }
 
@@ -1807,8 +1810,9 @@ static void publish_info(pl_store_t *s) {
   __atomic_store_n(&s->info_used, (uint64_t)(ei.me_last_pgno + 1) * st.ms_psize, __ATOMIC_RELAXED);
   __atomic_store_n(&s->info_psize, (uint32_t)st.ms_psize, __ATOMIC_RELAXED);
   __atomic_store_n(&s->info_readers, (uint32_t)ei.me_numreaders, __ATOMIC_RELAXED);
-  __atomic_store_n(&s->info_first_day, s->state.first_day, __ATOMIC_RELAXED);
-  __atomic_store_n(&s->info_last_day, s->state.last_day, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->info_span, (uint64_t)s->state.first_day << 32 | s->state.last_day,
+                   __ATOMIC_RELAXED);
+  __atomic_store_n(&s->info_stale, s->stale.n, __ATOMIC_RELAXED);
 }
 
 void pl_store_get_info(pl_store_t *s, pl_store_info_t *info) {
@@ -1818,8 +1822,12 @@ void pl_store_get_info(pl_store_t *s, pl_store_info_t *info) {
   info->page_size = __atomic_load_n(&s->info_psize, __ATOMIC_RELAXED);
   info->used_bytes = __atomic_load_n(&s->info_used, __ATOMIC_RELAXED);
   info->readers = __atomic_load_n(&s->info_readers, __ATOMIC_RELAXED);
-  info->first_day = __atomic_load_n(&s->info_first_day, __ATOMIC_RELAXED);
-  info->last_day = __atomic_load_n(&s->info_last_day, __ATOMIC_RELAXED);
+  {
+    uint64_t span = __atomic_load_n(&s->info_span, __ATOMIC_RELAXED);
+    info->first_day = (uint32_t)(span >> 32);
+    info->last_day = (uint32_t)span;
+  }
+  info->stale_months = __atomic_load_n(&s->info_stale, __ATOMIC_RELAXED);
   info->stale_readers = __atomic_load_n(&s->stale_readers, __ATOMIC_RELAXED);
   info->commits = __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
   info->commit_errors = __atomic_load_n(&s->commit_errors, __ATOMIC_RELAXED);

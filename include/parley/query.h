@@ -56,18 +56,20 @@ pl_str_t pl_query_op_name(const msgpack_object *req);
 
 /* Returns 1 when req reads a bounded number of aggregate rows (ping, stats, activity over
  * at most PL_QUERY_LIGHT_WINDOW days, series over a from..to range that short with at most
- * one filter, pair over at most PL_QUERY_LIGHT_PAIR_DAYS), else 0. Their cost still grows
- * with what one institution's rows hold (its counterparts, up to the dictionary), not with
- * the number of events. A server may run such a request where it read it, sparing the
- * hand-off to a pool thread; anything that scans (events, rejects, top, long ranges) goes
- * to the pool. first_day..last_day are the store's days as the caller last knew them
- * (pl_store_get_info; PL_AGG_NO_DAY when empty): a pair's range defaults to them. Reads
- * only req. */
+ * one filter, pair over at most PL_QUERY_LIGHT_PAIR_DAYS while at most
+ * PL_QUERY_LIGHT_PAIR_STALE months are stale), else 0. Their cost still grows with what one
+ * institution's rows hold (its counterparts, up to the dictionary), not with the number of
+ * events. A server may run such a request where it read it, sparing the hand-off to a pool
+ * thread; anything that scans (events, rejects, top, long ranges) goes to the pool. info is
+ * the store's figures as the caller last read them (pl_store_get_info), or NULL (then no
+ * pair is light): a pair's range defaults to the store's days. Reads only req and info. */
 #define PL_QUERY_LIGHT_WINDOW 400
 /* 20 years: ~240 pair-month rows, some 0.3 ms on the project's machine, about twice the
- * busiest institution's 365-day activity. */
+ * busiest institution's 365-day activity. A stale month is read as its ~30 day rows: a few
+ * (the current month under live ingest) add a little; a backfill's hundreds would not. */
 #define PL_QUERY_LIGHT_PAIR_DAYS 7305
-int pl_query_is_light(const msgpack_object *req, uint32_t first_day, uint32_t last_day);
+#define PL_QUERY_LIGHT_PAIR_STALE 2
+int pl_query_is_light(const msgpack_object *req, const pl_store_info_t *info);
 
 /* Sets how much memory all threads together may keep of merged runs of whole months
  * (activity reuses them while the month rows are unchanged; 0 keeps none) and the fewest

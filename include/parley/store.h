@@ -209,9 +209,11 @@ typedef struct pl_store_info {
   uint64_t commit_errors;  /* groups that failed */
   uint64_t map_grows;      /* times the map was enlarged */
   int full;                /* the last commit failed for lack of room */
-  /* The days the stored events span, as of the last commit or fold (PL_AGG_NO_DAY for both
-   * when there are none): a hint for planning, not a snapshot's answer. */
+  /* Hints for planning a query, not a snapshot's answers, as of the last commit, fold or
+   * rebuild: the days the stored events span (PL_AGG_NO_DAY for both when there are none),
+   * and how many months are marked stale (read from their day rows until the next fold). */
   uint32_t first_day, last_day;
+  uint32_t stale_months;
 } pl_store_info_t;
 void pl_store_get_info(pl_store_t *s, pl_store_info_t *info);
 

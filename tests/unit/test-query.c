@@ -1668,10 +1668,10 @@ static void test_op_name(void **state) {
   msgpack_sbuffer_destroy(&sb);
 }
 
-/* The store's days light() passes: 2014-07-08..2024-12-13, as in the bench's store. */
-static uint32_t g_light_first, g_light_last;
+/* The store's figures light() passes. */
+static pl_store_info_t g_light;
 
-/* Whether a request text (JSON, ' for ") is light, for a store of g_light_first..last. */
+/* Whether a request text (JSON, ' for ") is light, for a store with the figures g_light. */
 static int light(const char *text) {
   char *t = dq(text);
   json_error_t err;
@@ -1688,7 +1688,7 @@ static int light(const char *text) {
   pack_json(&pk, j);
   msgpack_unpacked_init(&u);
   assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, &off), MSGPACK_UNPACK_SUCCESS);
-  r = pl_query_is_light(&u.data, g_light_first, g_light_last);
+  r = pl_query_is_light(&u.data, &g_light);
   msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&sb);
   json_decref(j);
@@ -1719,9 +1719,16 @@ static void test_is_light(void **state) {
   assert_false(light("{'op':'series','from':'2020-01-01','to':'2020-13-01'}"));
   assert_false(light("{'op':'series','from':'2020-01-01','to':'2020-02-01','kind':'visit','topic':'x'}"));
   /* pair: its range, from the store's days where not given, up to 20 years */
-  g_light_first = pl_date_from_ymd(2014, 7, 8);
-  g_light_last = pl_date_from_ymd(2024, 12, 13);
+  g_light.first_day = pl_date_from_ymd(2014, 7, 8); /* as in the bench's store */
+  g_light.last_day = pl_date_from_ymd(2024, 12, 13);
   assert_true(light("{'op':'pair','a':'A','b':'B'}"));
+  /* months read from their day rows: a couple, as under live ingest, but not more */
+  g_light.stale_months = PL_QUERY_LIGHT_PAIR_STALE;
+  assert_true(light("{'op':'pair','a':'A','b':'B'}"));
+  g_light.stale_months = PL_QUERY_LIGHT_PAIR_STALE + 1;
+  assert_false(light("{'op':'pair','a':'A','b':'B'}"));
+  assert_false(light("{'op':'pair','a':'A','b':'B','from':'2020-01-01','to':'2020-01-31'}"));
+  g_light.stale_months = 0;
   assert_true(light("{'op':'pair','a':'A','b':'B','from':null,'to':'2030-01-01'}"));
   assert_true(light("{'op':'pair','a':'A','b':'B','from':'1990-01-01','to':'2009-12-31'}"));
   assert_false(light("{'op':'pair','a':'A','b':'B','from':'1990-01-01','to':'2010-01-01'}"));
@@ -1731,10 +1738,10 @@ static void test_is_light(void **state) {
   assert_false(light("{'op':'pair','a':'A','b':'B','from':'2020-01-02','to':'2020-01-01'}"));
   assert_false(light("{'op':'pair','a':'A','b':'B','from':'2020-13-01'}"));
   assert_false(light("{'op':'pair','a':'A','b':'B','from':7}"));
-  g_light_first = pl_date_from_ymd(1990, 1, 1); /* a store of 35 years */
+  g_light.first_day = pl_date_from_ymd(1990, 1, 1); /* a store of 35 years */
   assert_false(light("{'op':'pair','a':'A','b':'B'}"));
   assert_true(light("{'op':'pair','a':'A','b':'B','from':'2020-01-01'}"));
-  g_light_first = g_light_last = PL_AGG_NO_DAY; /* an empty store */
+  g_light.first_day = g_light.last_day = PL_AGG_NO_DAY; /* an empty store */
   assert_true(light("{'op':'pair','a':'A','b':'B'}"));
   assert_false(light("{'op':'pair','a':'A','b':'B','from':'2020-01-01'}"));
   assert_true(light("{'op':'pair','a':'A','b':'B','from':'2020-01-01','to':'2020-12-31'}"));

@@ -94,15 +94,18 @@ static void test_events_keyed_by_date_then_institution(void **state) {
   assert_int_equal(b->stored, 4);
   assert_int_equal(b->status, 0);
   pl_batch_free(b);
-  /* the span other threads plan with: after the commit, and again from a reopened store */
-  for (int reopen = 0; reopen < 2; reopen++) {
-    if (reopen) {
+  /* what other threads plan with: after the commit (its two months stale), after the fold,
+   * and from a reopened store */
+  for (int step = 0; step < 3; step++) {
+    if (step == 1) assert_int_equal(pl_store_refresh(f->s), 0);
+    if (step == 2) {
       pl_store_close(f->s);
       assert_non_null(f->s = tu_store(f->dir, 4 * MiB, 256 * MiB));
     }
     pl_store_get_info(f->s, &info);
     assert_int_equal(info.first_day, D("2019-01-01"));
     assert_int_equal(info.last_day, D("2023-05-02"));
+    assert_int_equal(info.stale_months, step == 0 ? 2 : 0);
   }
 
   assert_int_equal(pl_store_read_begin(f->s, &t), 0);
