@@ -469,18 +469,14 @@ static void test_days(void **state) {
   assert_int_equal(v.events, 6);
   assert_int_equal(pl_agg_days(&v, m0, m0, m0 + 28, ev, pa), 0);
   /* a day the month does not have is a corrupt row: February 30, then a 32nd */
-  pl_agg_clear(&a);
-  pl_agg_count(&a, m0, 0);
-  assert_int_equal(pl_agg_add(&a, PL_AGG_DAYS, 30, 1, 0), 0);
-  n = pl_agg_encode(&a, buf);
-  assert_int_equal(pl_agg_view(&v, buf, n), 0);
-  assert_int_equal(pl_agg_days(&v, m0, m0, m0 + 28, ev, pa), PL_ECORRUPT);
-  pl_agg_clear(&a);
-  pl_agg_count(&a, m0, 0);
-  assert_int_equal(pl_agg_add(&a, PL_AGG_DAYS, 32, 1, 0), 0);
-  n = pl_agg_encode(&a, buf);
-  assert_int_equal(pl_agg_view(&v, buf, n), 0);
-  assert_int_equal(pl_agg_days(&v, m0, m0, m0 + 28, ev, pa), PL_ECORRUPT);
+  for (uint32_t bad = 30; bad <= 32; bad += 2) {
+    pl_agg_clear(&a);
+    pl_agg_count(&a, m0, 0);
+    assert_int_equal(pl_agg_add(&a, PL_AGG_DAYS, bad, 1, 0), 0);
+    n = pl_agg_encode(&a, buf);
+    assert_int_equal(pl_agg_view(&v, buf, n), 0);
+    assert_int_equal(pl_agg_days(&v, m0, m0, m0 + 28, ev, pa), PL_ECORRUPT);
+  }
   pl_agg_free(&a);
 }
 
